@@ -1,0 +1,175 @@
+"""Configuration: `incidentbook.toml` plus environment overrides.
+
+The file is looked for in the working directory and its parents. `INCIDENTBOOK_HOME` overrides
+where state lives (store, incident workspaces, audit log). With no file at all every default
+works: state goes to `~/.incidentbook`.
+
+Secrets never live in the file: it names environment variables (`token_env`, `api_key_env`,
+`headers_env`) and the values are read from the environment when needed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from incidentbook.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_NAME = "incidentbook.toml"
+HOME_ENV = "INCIDENTBOOK_HOME"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8700
+    token_env: str = "INCIDENTBOOK_TOKEN"
+
+
+class AgentConfig(_Section):
+    investigator: str = "rules"
+    model: str = ""
+    api_key_env: str = "ANTHROPIC_API_KEY"
+    base_url: str = ""
+
+
+class SourceConfig(_Section):
+    """One telemetry source. Only `url` is common; connectors validate the rest."""
+
+    model_config = ConfigDict(extra="allow")
+    url: str = ""
+    headers_env: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = 30.0
+    verify_tls: bool | str = True
+
+
+class RunnerConfig(_Section):
+    cell_timeout_s: int = 120
+    kernel_name: str = "python3"
+    runbooks_dir: str = "runbooks"
+
+
+class StoreConfig(_Section):
+    url: str = ""  # empty: SQLite in the home directory
+    url_env: str = ""  # or read the URL (which may carry a password) from this variable
+
+
+class LibraryConfig(_Section):
+    path: str = "library"
+
+
+class Config(_Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    library: LibraryConfig = Field(default_factory=LibraryConfig)
+
+    # Not from the file: where it was found and where state lives.
+    config_path: Path | None = None
+    home: Path = Field(default_factory=lambda: Path.home() / ".incidentbook")
+
+    @property
+    def incidents_dir(self) -> Path:
+        return self.home / "incidents"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.home / "audit.jsonl"
+
+    @property
+    def workspace_runbooks(self) -> Path:
+        return self._relative(self.runner.runbooks_dir)
+
+    @property
+    def library_path(self) -> Path:
+        return self._relative(self.library.path)
+
+    def _relative(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        if p.is_absolute():
+            return p
+        base = self.config_path.parent if self.config_path else self.home
+        return base / p
+
+    @property
+    def db_url(self) -> str:
+        if self.store.url_env:
+            url = os.environ.get(self.store.url_env, "")
+            if not url:
+                raise ConfigError(
+                    f"[store] url_env names {self.store.url_env!r} but it is not set; "
+                    f"export {self.store.url_env}=postgresql+psycopg://… or remove url_env"
+                )
+            return url
+        if self.store.url:
+            return self.store.url
+        return f"sqlite:///{self.home / 'incidentbook.db'}"
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """The nearest `incidentbook.toml` in `start` (default: cwd) or its parents."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        candidate = d / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _format_validation(err: ValidationError, path: Path | None) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(x) for x in first["loc"])
+    src = f"{path}: " if path else ""
+    if first["type"] == "extra_forbidden":
+        return f"{src}unknown setting {where!r}; check the spelling against `incidentbook init`'s template"
+    return f"{src}setting {where!r}: {first['msg']}"
+
+
+def load_config(start: Path | None = None, path: Path | None = None) -> Config:
+    """Load the configuration that applies to `start` (default: cwd).
+
+    `path` forces a file. `INCIDENTBOOK_HOME` overrides the state directory; otherwise it is the
+    directory holding the config file, or `~/.incidentbook` when there is none.
+    """
+    cfg_path = path or find_config(start)
+    data: dict[str, Any] = {}
+    if cfg_path is not None:
+        try:
+            data = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{cfg_path}: not valid TOML ({e}); fix the line it names") from None
+        except OSError as e:
+            raise ConfigError(f"{cfg_path}: cannot read ({e.strerror})") from None
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(e, cfg_path)) from None
+    cfg.config_path = cfg_path
+    env_home = os.environ.get(HOME_ENV)
+    if env_home:
+        cfg.home = Path(env_home).expanduser().resolve()
+    elif cfg_path is not None:
+        cfg.home = cfg_path.parent.resolve()
+    return cfg
+
+
+def secret_from_env(name: str, what: str) -> str:
+    """Read a secret from the environment variable `name`; ConfigError names it if unset."""
+    value = os.environ.get(name, "")
+    if not value:
+        raise ConfigError(f"{what} needs the environment variable {name}; export it (never put secrets in incidentbook.toml)")
+    return value
