@@ -1,0 +1,292 @@
+"""The `incidentbook` command. Thin: parse arguments, call the library, print.
+
+Every `--json` output is one JSON document on stdout. Errors are one line on stderr naming the
+problem and the fix; exit code 2 for bad input, 1 for failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from incidentbook import __version__
+from incidentbook.errors import BadInput, IncidentbookError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+# ---------------------------------------------------------------- output helpers
+
+def _print_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from incidentbook.config import load_config
+
+    return load_config(path=Path(args.config) if getattr(args, "config", None) else None)
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from incidentbook.incidents import Store
+
+    return Store.from_config(_config(args))
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file; give a webhook payload file or - for stdin") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path} is a directory; give a webhook payload file or - for stdin") from None
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from incidentbook.workspace import init_workspace
+
+    made = init_workspace(Path(args.dir), force=args.force)
+    for p in made:
+        print(f"created {p}")
+    print(f"next: edit {Path(args.dir) / 'incidentbook.toml'}, then `incidentbook ingest alert.json`")
+    return 0
+
+
+def _print_ingested(results: list, as_json: bool) -> int:  # type: ignore[type-arg]
+    if as_json:
+        _print_json({"incidents": [r.to_dict() for r in results]})
+    else:
+        for r in results:
+            what = "updated (same alert group)" if r.deduplicated else "opened"
+            print(f"{r.id} {what}: runbook {r.runbook or '-'} {r.runbook_status}")
+            if r.notebook:
+                print(f"  notebook: {r.notebook}")
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"incidentbook: {r.id}: {r.error}; the partial notebook is at {r.notebook}",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from incidentbook.intake.ingest import ingest_alertmanager
+
+    raw = _read_input(args.file)
+    cfg = _config(args)
+    results = ingest_alertmanager(cfg, raw, bundle=Path(args.bundle) if args.bundle else None,
+                                  run=not args.no_run)
+    return _print_ingested(results, args.json)
+
+
+def cmd_incidents_list(args: argparse.Namespace) -> int:
+    incidents = _store(args).list_incidents(status=None if args.all else args.status, limit=args.limit)
+    if args.json:
+        _print_json({"incidents": [i.to_dict() for i in incidents]})
+        return 0
+    if not incidents:
+        print("no incidents" + ("" if args.all else f" with status {args.status} (--all shows every one)"))
+        return 0
+    rows = [(i.id, i.status, i.severity, i.service, i.alertname, i.runbook, i.runbook_status,
+             i.created.strftime("%Y-%m-%d %H:%M")) for i in incidents]
+    print(_table(rows, ["ID", "STATUS", "SEVERITY", "SERVICE", "ALERT", "RUNBOOK", "RUNBOOK STATUS", "CREATED (UTC)"]))
+    return 0
+
+
+def cmd_incidents_show(args: argparse.Namespace) -> int:
+    store = _store(args)
+    inc = store.get_incident(args.id)
+    alerts = store.alerts(inc.id)
+    timeline = store.timeline(inc.id)
+    if args.json:
+        doc = inc.to_dict()
+        doc["alerts"] = [a.to_dict() for a in alerts]
+        doc["timeline"] = [e.to_dict() for e in timeline]
+        _print_json(doc)
+        return 0
+    print(f"{inc.id}  {inc.title}")
+    facts = [("status", inc.status), ("severity", inc.severity), ("service", inc.service),
+             ("alert", inc.alertname), ("runbook", f"{inc.runbook or '-'} ({inc.runbook_status})"),
+             ("notebook", inc.notebook), ("created", inc.created.isoformat())]
+    if inc.runbook_error:
+        e = inc.runbook_error
+        facts.append(("runbook error", f"cell {e.get('cell_index')}: {e.get('ename')}: {e.get('evalue')}"))
+    if inc.status == "closed":
+        facts += [("closed", f"{inc.closed_at} by {inc.closed_by}"), ("summary", inc.summary),
+                  ("root cause", inc.root_cause)]
+    for k, v in facts:
+        if v:
+            print(f"  {k + ':':<15}{v}")
+    print(f"\nalerts ({len(alerts)}):")
+    print(_table([(a.status, a.labels.get("alertname"), a.labels.get("service"), a.starts_at.isoformat())
+                  for a in alerts], ["STATUS", "ALERT", "SERVICE", "STARTS"]))
+    print(f"\ntimeline ({len(timeline)}):")
+    print(_table([(e.timestamp.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.kind, e.summary) for e in timeline],
+                 ["TIME (UTC)", "ACTOR", "EVENT", "WHAT"]))
+    return 0
+
+
+def cmd_incidents_close(args: argparse.Namespace) -> int:
+    actor = os.environ.get("JUPYTERHUB_USER") or os.environ.get("USER") or "unknown"
+    inc = _store(args).close_incident(args.id, actor=actor, summary=args.summary, root_cause=args.root_cause)
+    if args.json:
+        _print_json(inc.to_dict())
+    else:
+        print(f"{inc.id} closed by {actor}; next: `incidentbook postmortem {inc.id}`")
+    return 0
+
+
+def cmd_runbooks_list(args: argparse.Namespace) -> int:
+    from incidentbook.runner import load_runbooks
+
+    runbooks = load_runbooks(_config(args))
+    if args.json:
+        _print_json({"runbooks": [rb.to_dict() for rb in runbooks]})
+        return 0
+    rows = []
+    for rb in runbooks:
+        cond = [f"{k}={v}" for k, v in rb.match.items()] + [f"{k}=~{v}" for k, v in rb.match_re.items()]
+        rows.append((rb.name, rb.origin, rb.priority, ", ".join(cond) or "(fallback)" if rb.name == "generic" else ", ".join(cond), rb.title))
+    print(_table(rows, ["NAME", "FROM", "PRIORITY", "MATCHES", "TITLE"]))
+    return 0
+
+
+def cmd_runbooks_check(args: argparse.Namespace) -> int:
+    from incidentbook.runner import check_runbook, load_runbooks
+
+    runbooks = load_runbooks(_config(args))
+    if args.names:
+        wanted = set(args.names)
+        unknown = wanted - {rb.name for rb in runbooks}
+        if unknown:
+            raise BadInput(f"unknown runbook(s) {sorted(unknown)}; `incidentbook runbooks list` shows the names")
+        runbooks = [rb for rb in runbooks if rb.name in wanted]
+    report = {rb.name: [str(p) for p in check_runbook(rb)] for rb in runbooks}
+    bad = {k: v for k, v in report.items() if v}
+    if args.json:
+        _print_json({"runbooks": [{"name": rb.name, "path": str(rb.path), "ok": not report[rb.name],
+                                   "problems": report[rb.name]} for rb in runbooks]})
+    else:
+        for rb in runbooks:
+            problems = report[rb.name]
+            print(f"{'ok ' if not problems else 'BAD'} {rb.name} ({rb.path})")
+            for p in problems:
+                print(f"    - {p}")
+        print(f"{len(runbooks) - len(bad)} ok, {len(bad)} with problems")
+    return 1 if bad else 0
+
+
+# ---------------------------------------------------------------- parser
+
+def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="incidentbook",
+        description="Incident notebooks: an alert in, an executed runbook notebook with the evidence out.",
+        epilog="State lives beside incidentbook.toml (or in $INCIDENTBOOK_HOME). Start with `incidentbook demo`.",
+    )
+    parser.add_argument("--version", action="version", version=f"incidentbook {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="use this incidentbook.toml instead of searching cwd and parents")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("init", help="scaffold incidentbook.toml, runbooks/ and library/",
+                       description="Create incidentbook.toml (every setting explained), runbooks/ and library/ in DIR.")
+    p.add_argument("dir", nargs="?", default=".", metavar="DIR", help="directory to set up (default: .)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing incidentbook.toml")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("ingest", help="turn one webhook payload into incident(s) and run the runbook",
+                       description="Read an Alertmanager webhook payload (version 4), open or update the incident "
+                                   "for its group, run the matching runbook with papermill, and print the incident id "
+                                   "and the notebook path.")
+    p.add_argument("file", metavar="FILE", help="payload file, or - for stdin")
+    p.add_argument("--bundle", metavar="DIR", help="replay this telemetry bundle instead of live sources")
+    p.add_argument("--no-run", action="store_true", help="record the incident but do not run its runbook")
+    _add_common(p)
+    p.set_defaults(func=cmd_ingest)
+
+    inc = sub.add_parser("incidents", help="list, show and close incidents").add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    inc.required = True
+    p = inc.add_parser("list", help="list incidents (open ones by default)")
+    p.add_argument("--status", default="open", choices=["open", "closed"], help="which incidents (default: open)")
+    p.add_argument("--all", action="store_true", help="open and closed")
+    p.add_argument("--limit", type=int, default=50, help="at most this many, newest first (default: 50)")
+    _add_common(p)
+    p.set_defaults(func=cmd_incidents_list)
+    p = inc.add_parser("show", help="one incident: facts, alerts, timeline")
+    p.add_argument("id", metavar="ID")
+    _add_common(p)
+    p.set_defaults(func=cmd_incidents_show)
+    p = inc.add_parser("close", help="close an incident (only a human closes one)")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--summary", help="one or two sentences for the postmortem")
+    p.add_argument("--root-cause", metavar="TEXT|HN", help="the root cause, or the id of the confirmed hypothesis")
+    _add_common(p)
+    p.set_defaults(func=cmd_incidents_close)
+
+    rb = sub.add_parser("runbooks", help="list and check runbooks").add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    rb.required = True
+    p = rb.add_parser("list", help="built-in and workspace runbooks with what they match")
+    _add_common(p)
+    p.set_defaults(func=cmd_runbooks_list)
+    p = rb.add_parser("check", help="validate runbooks: parameters cell, metadata, regexes, kernel")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these runbooks (default: all)")
+    _add_common(p)
+    p.set_defaults(func=cmd_runbooks_check)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+#: Commands added by other modules of this file further down (kept apart for readability).
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `incidentbook` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except IncidentbookError as e:
+        print(f"incidentbook: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("incidentbook: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # last resort: one line, never a bare traceback
+        if os.environ.get("INCIDENTBOOK_DEBUG"):
+            raise
+        print(f"incidentbook: internal error: {type(e).__name__}: {e} "
+              "(rerun with INCIDENTBOOK_DEBUG=1 for the traceback and report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
