@@ -163,7 +163,9 @@ def cmd_runbooks_list(args: argparse.Namespace) -> int:
     rows = []
     for rb in runbooks:
         cond = [f"{k}={v}" for k, v in rb.match.items()] + [f"{k}=~{v}" for k, v in rb.match_re.items()]
-        rows.append((rb.name, rb.origin, rb.priority, ", ".join(cond) or "(fallback)" if rb.name == "generic" else ", ".join(cond), rb.title))
+        if not cond and rb.name == "generic":
+            cond = ["(fallback)"]
+        rows.append((rb.name, rb.origin, rb.priority, ", ".join(cond), rb.title))
     print(_table(rows, ["NAME", "FROM", "PRIORITY", "MATCHES", "TITLE"]))
     return 0
 
@@ -191,6 +193,83 @@ def cmd_runbooks_check(args: argparse.Namespace) -> int:
                 print(f"    - {p}")
         print(f"{len(runbooks) - len(bad)} ok, {len(bad)} with problems")
     return 1 if bad else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from incidentbook.demo import run_demo, serve_lab
+
+    home = Path(args.home).resolve()
+    result = run_demo(args.scenario, home, seed=args.seed,
+                      log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
+    if args.json:
+        _print_json({"scenario": result.scenario, "home": str(result.home), "bundle": str(result.bundle),
+                     "incidents": [r.to_dict() for r in result.incidents]})
+    code = _print_ingested(result.incidents, as_json=False) if not args.json else (
+        1 if any(r.error for r in result.incidents) else 0)
+    if args.no_lab or code:
+        return code
+    nb = result.incidents[0].notebook
+    print("[3/3] opening it in JupyterLab (Ctrl-C to stop) ...")
+    return serve_lab(home, Path(nb)) if nb else code
+
+
+def cmd_scenario_list(args: argparse.Namespace) -> int:
+    from incidentbook.scenarios import list_scenarios
+
+    items = list_scenarios()
+    if args.json:
+        _print_json({"scenarios": [s.to_dict() for s in items]})
+        return 0
+    print(_table([(s.name, s.fault_kind, s.root_cause_service, s.story) for s in items],
+                 ["NAME", "FAULT", "ROOT CAUSE", "STORY"]))
+    return 0
+
+
+def cmd_scenario_generate(args: argparse.Namespace) -> int:
+    from incidentbook.scenarios import generate
+
+    g = generate(args.name, Path(args.out), seed=args.seed, duration=args.duration)
+    if args.json:
+        _print_json({"scenario": args.name, "bundle": str(g.bundle_dir),
+                     "payloads": [str(p) for p in g.payloads]})
+        return 0
+    print(f"bundle: {g.bundle_dir}")
+    for p in g.payloads:
+        print(f"alert:  {p}")
+    if g.payloads:
+        print(f"next: incidentbook ingest {g.payloads[0]} --bundle {g.bundle_dir}")
+    return 0
+
+
+def cmd_bundle_import(args: argparse.Namespace) -> int:
+    from incidentbook.telemetry.bundle import open_bundle
+
+    src = open_bundle(Path(args.path))
+    cfg = _config(args)
+    dest = cfg.home / "bundles" / src.path.resolve().name
+    if dest.exists():
+        raise BadInput(f"a bundle named {dest.name!r} is already imported at {dest}; rename the directory or remove it")
+    import shutil
+
+    shutil.copytree(src.path, dest)
+    if args.json:
+        _print_json({"bundle": str(dest), "window": src.manifest["window"], "services": src.services})
+    else:
+        print(f"imported {dest} ({len(src.services)} services, {src.manifest['window']['start']} .. "
+              f"{src.manifest['window']['end']})")
+    return 0
+
+
+def cmd_bundle_export(args: argparse.Namespace) -> int:
+    from incidentbook.telemetry.export import export_incident_bundle
+
+    cfg = _config(args)
+    out = export_incident_bundle(cfg, _store(args), args.id, Path(args.out))
+    if args.json:
+        _print_json({"incident": args.id, "bundle": str(out)})
+    else:
+        print(f"exported {args.id} to {out}")
+    return 0
 
 
 # ---------------------------------------------------------------- parser
@@ -257,13 +336,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_runbooks_check)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    p = sub.add_parser("demo", help="the whole loop on a simulated system, no external services",
+                       description="Simulate a shop with an injected fault, ingest the alert its rules send, run the "
+                                   "matched runbook against the replayed telemetry, and open the incident notebook "
+                                   "in JupyterLab.")
+    p.add_argument("--scenario", metavar="S", help="scenario name (default: the KV-cache break; see `scenario list`)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default: 0)")
+    p.add_argument("--home", default="incidentbook-demo", metavar="DIR",
+                   help="where the demo keeps its state (default: ./incidentbook-demo)")
+    p.add_argument("--no-lab", action="store_true", help="do not start JupyterLab; just print the notebook path")
+    _add_common(p)
+    p.set_defaults(func=cmd_demo)
+
+    sc = sub.add_parser("scenario", help="simulated systems with injected faults").add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    sc.required = True
+    p = sc.add_parser("list", help="each scenario's story, root cause and fault kind")
+    _add_common(p)
+    p.set_defaults(func=cmd_scenario_list)
+    p = sc.add_parser("generate", help="write a scenario's telemetry bundle and the alerts it fires")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("out", metavar="OUT", help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--duration", metavar="DUR", help="window length, e.g. 2h or 90m (default: the scenario's)")
+    _add_common(p)
+    p.set_defaults(func=cmd_scenario_generate)
+
+    bd = sub.add_parser("bundle", help="export and import telemetry bundles").add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    bd.required = True
+    p = bd.add_parser("export", help="freeze an incident's telemetry window into a bundle directory")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("out", metavar="OUT")
+    _add_common(p)
+    p.set_defaults(func=cmd_bundle_export)
+    p = bd.add_parser("import", help="validate a bundle directory and register it in the workspace")
+    p.add_argument("path", metavar="PATH")
+    _add_common(p)
+    p.set_defaults(func=cmd_bundle_import)
+
     return parser
-
-
-#: Commands added by other modules of this file further down (kept apart for readability).
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

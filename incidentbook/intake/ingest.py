@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from incidentbook.config import Config
+from incidentbook.errors import RunbookError
 from incidentbook.incidents import Incident, Store
 from incidentbook.intake.alertmanager import parse_alertmanager
 from incidentbook.runner import build_parameters, load_runbooks, run_runbook, select_runbook
@@ -81,9 +82,14 @@ def run_incident_runbook(cfg: Config, store: Store, incident_id: str,
     )
     store.set_runbook(incident.id, runbook.name, str(notebook))
     run_id = store.start_run(incident.id, runbook.name)
-    result = run_runbook(runbook, params, notebook, cwd=workdir,
-                         cell_timeout_s=cfg.runner.cell_timeout_s,
-                         kernel_name=cfg.runner.kernel_name)
+    try:
+        result = run_runbook(runbook, params, notebook, cwd=workdir,
+                             cell_timeout_s=cfg.runner.cell_timeout_s,
+                             kernel_name=cfg.runner.kernel_name)
+    except RunbookError as e:
+        # An invalid runbook: the incident and its alerts stay stored; record why nothing ran.
+        store.finish_run(run_id, "failed", ename=type(e).__name__, evalue=str(e))
+        raise
     store.finish_run(run_id, result.status, cell_index=result.cell_index,
                      ename=result.ename, evalue=result.evalue)
     incident = store.get_incident(incident.id)
