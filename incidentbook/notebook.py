@@ -1,0 +1,296 @@
+"""Display helpers for incident notebooks and runbooks.
+
+Each `show_*` function displays HTML (with a plain-text fallback) through IPython; each
+`*_html` function returns the HTML string, so the module works without a kernel. Every value
+is escaped: alert labels, annotations and log lines are data written by other systems, never
+markup. Styles are inline (untrusted notebooks drop `<style>` blocks) and use JupyterLab's
+theme variables with light fallbacks, so the cards read well in light and dark themes.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlparse
+
+__all__ = [
+    "alert_html",
+    "evidence_html",
+    "parameters_html",
+    "show_alert",
+    "show_evidence",
+    "show_parameters",
+    "table_html",
+]
+
+_FG = "var(--jp-ui-font-color1, #1f2328)"
+_MUTED = "var(--jp-ui-font-color2, #59636e)"
+_BORDER = "var(--jp-border-color2, #d1d9e0)"
+_BG = "var(--jp-layout-color1, #ffffff)"
+_BG_ALT = "var(--jp-layout-color2, #f6f8fa)"
+_FONT = "var(--jp-ui-font-family, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif)"
+_MONO = "var(--jp-code-font-family, SFMono-Regular, Menlo, Consolas, monospace)"
+
+_SEVERITY_COLOURS = {
+    "critical": "#cf222e",
+    "page": "#cf222e",
+    "error": "#cf222e",
+    "high": "#d1242f",
+    "warning": "#bf8700",
+    "warn": "#bf8700",
+    "medium": "#bf8700",
+    "info": "#0969da",
+    "low": "#0969da",
+    "none": "#59636e",
+}
+# Annotations shown as prose above the table rather than in it.
+_PROSE_ANNOTATIONS = ("summary", "description", "message")
+_LINK_ANNOTATIONS = {"runbook_url": "Runbook", "dashboard_url": "Dashboard",
+                     "dashboard": "Dashboard", "playbook": "Playbook"}
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _safe_url(url: Any) -> str | None:
+    """The URL if it is http(s); anything else (javascript:, data:) is shown as text only."""
+    if not url:
+        return None
+    text = str(url).strip()
+    try:
+        parsed = urlparse(text)
+    except ValueError:
+        return None
+    if parsed.scheme.lower() in ("http", "https") and parsed.netloc:
+        return text
+    return None
+
+
+def _link(url: Any, label: str) -> str:
+    safe = _safe_url(url)
+    if safe is None:
+        return f'<span style="color:{_MUTED}">{_e(label)}: {_e(url)}</span>'
+    return (f'<a href="{_e(safe)}" target="_blank" rel="noopener noreferrer" '
+            f'style="color:var(--jp-content-link-color, #0969da);text-decoration:none;'
+            f'margin-right:1.2em">{_e(label)} &#8599;</a>')
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        if not value:
+            return f'<span style="color:{_MUTED}">(none)</span>'
+        inner = "".join(
+            f'<div><code style="font-family:{_MONO}">{_e(k)}</code>'
+            f'<span style="color:{_MUTED}"> = </span>{_format_value(v)}</div>'
+            for k, v in value.items()
+        )
+        return f"<div>{inner}</div>"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return f'<span style="color:{_MUTED}">(none)</span>'
+        return ", ".join(_format_value(v) for v in value)
+    if value is None or value == "":
+        return f'<span style="color:{_MUTED}">(empty)</span>'
+    safe = _safe_url(value) if isinstance(value, str) else None
+    if safe:
+        return _link(safe, safe)
+    return _e(value)
+
+
+def table_html(rows: Mapping[str, Any], key_header: str = "Name",
+               value_header: str = "Value", empty: str = "(none)") -> str:
+    """A two-column key/value table; nested mappings are shown as `key = value` lines."""
+    if not rows:
+        return f'<p style="color:{_MUTED};margin:0.3em 0">{_e(empty)}</p>'
+    th = (f'style="text-align:left;padding:4px 10px;border-bottom:1px solid {_BORDER};'
+          f'color:{_MUTED};font-weight:600"')
+    body = []
+    for i, (key, value) in enumerate(rows.items()):
+        bg = _BG_ALT if i % 2 else _BG
+        body.append(
+            f'<tr style="background:{bg}">'
+            f'<td style="text-align:left;vertical-align:top;padding:4px 10px;white-space:nowrap">'
+            f'<code style="font-family:{_MONO}">{_e(key)}</code></td>'
+            f'<td style="text-align:left;vertical-align:top;padding:4px 10px;'
+            f'word-break:break-word">{_format_value(value)}</td></tr>'
+        )
+    return (f'<table style="border-collapse:collapse;margin:0.4em 0;font-size:0.95em;'
+            f'color:{_FG}"><thead><tr><th {th}>{_e(key_header)}</th>'
+            f'<th {th}>{_e(value_header)}</th></tr></thead><tbody>{"".join(body)}</tbody></table>')
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _time_text(value: Any) -> str:
+    parsed = _parse_time(value)
+    if parsed is None:
+        return str(value) if value else "unknown"
+    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _format_time(value: Any) -> str:
+    return _e(_time_text(value))
+
+
+def _heading(text: str) -> str:
+    return (f'<div style="margin:0.9em 0 0.2em;font-weight:600;color:{_MUTED};'
+            f'text-transform:uppercase;letter-spacing:0.04em;font-size:0.8em">{_e(text)}</div>')
+
+
+def _card(body: str, accent: str) -> str:
+    return (f'<div style="font-family:{_FONT};color:{_FG};background:{_BG};'
+            f'border:1px solid {_BORDER};border-left:6px solid {accent};border-radius:6px;'
+            f'padding:12px 16px;margin:4px 0;max-width:60em;line-height:1.45">{body}</div>')
+
+
+def alert_html(alertname: str, service: str = "", severity: str = "",
+               labels: Mapping[str, Any] | None = None,
+               annotations: Mapping[str, Any] | None = None, starts_at: Any = None,
+               generator_url: str | None = None, incident_id: str | None = None) -> str:
+    """The alert card as an HTML string (see `show_alert`)."""
+    labels = dict(labels or {})
+    annotations = dict(annotations or {})
+    colour = _SEVERITY_COLOURS.get(str(severity).lower(), "#59636e")
+    badge = (f'<span style="background:{colour};color:#fff;border-radius:10px;'
+             f'padding:1px 9px;font-size:0.8em;font-weight:600;vertical-align:middle;'
+             f'margin-right:0.5em">{_e(severity or "unknown")}</span>')
+    title = (f'<div style="font-size:1.35em;font-weight:600">{badge}{_e(alertname)}'
+             + (f'<span style="color:{_MUTED};font-weight:400"> on </span>{_e(service)}'
+                if service else "") + "</div>")
+    facts = []
+    if incident_id:
+        facts.append(f'Incident <code style="font-family:{_MONO}">{_e(incident_id)}</code>')
+    facts.append(f"Started {_format_time(starts_at)}")
+    summary = f'<div style="color:{_MUTED};margin-top:0.2em">{" &middot; ".join(facts)}</div>'
+
+    prose = "".join(
+        '<p style="margin:0.5em 0 0">'
+        + (f'<b>{_e(str(annotations[key]))}</b>' if key == "summary" else _e(annotations[key]))
+        + "</p>"
+        for key in _PROSE_ANNOTATIONS if annotations.get(key)
+    )
+    links = []
+    if generator_url:
+        links.append(_link(generator_url, "Source graph"))
+    for key, label in _LINK_ANNOTATIONS.items():
+        if annotations.get(key):
+            links.append(_link(annotations[key], label))
+    links_html = f'<div style="margin-top:0.6em">{"".join(links)}</div>' if links else ""
+
+    other = {k: v for k, v in annotations.items()
+             if k not in _PROSE_ANNOTATIONS and k not in _LINK_ANNOTATIONS}
+    body = (title + summary + prose + links_html
+            + _heading("Labels") + table_html(labels, "Label", "Value", "(no labels)")
+            + (_heading("Annotations") + table_html(other, "Annotation", "Value")
+               if other else ""))
+    return _card(body, colour)
+
+
+def _alert_text(alertname: str, service: str, severity: str, labels: Mapping[str, Any],
+                annotations: Mapping[str, Any], starts_at: Any, generator_url: str | None,
+                incident_id: str | None) -> str:
+    lines = [f"[{severity or 'unknown'}] {alertname}" + (f" on {service}" if service else "")]
+    if incident_id:
+        lines.append(f"Incident {incident_id}")
+    lines.append(f"Started {_time_text(starts_at)}")
+    for key in _PROSE_ANNOTATIONS:
+        if annotations.get(key):
+            lines.append(str(annotations[key]))
+    if generator_url:
+        lines.append(f"Source: {generator_url}")
+    if labels:
+        lines.append("Labels: " + ", ".join(f"{k}={v}" for k, v in labels.items()))
+    return "\n".join(lines)
+
+
+def _display(html_text: str, plain: str) -> None:
+    from IPython.display import display
+
+    display({"text/html": html_text, "text/plain": plain}, raw=True)
+
+
+def show_alert(alertname: str, service: str = "", severity: str = "",
+               labels: Mapping[str, Any] | None = None,
+               annotations: Mapping[str, Any] | None = None, starts_at: Any = None,
+               generator_url: str | None = None, incident_id: str | None = None) -> None:
+    """Display the alert card: facts, summary, links, a labels table and an annotations table."""
+    labels = dict(labels or {})
+    annotations = dict(annotations or {})
+    _display(
+        alert_html(alertname, service, severity, labels, annotations, starts_at,
+                   generator_url, incident_id),
+        _alert_text(alertname, service, severity, labels, annotations, starts_at,
+                    generator_url, incident_id),
+    )
+
+
+def parameters_html(parameters: Mapping[str, Any], title: str = "Parameters") -> str:
+    """The parameters a runbook ran with, as a table (source settings show env var names)."""
+    return _card(_heading(title) + table_html(parameters, "Parameter", "Value"), _BORDER)
+
+
+def show_parameters(parameters: Mapping[str, Any], title: str = "Parameters") -> None:
+    """Display the parameters a runbook ran with as a table."""
+    plain = "\n".join(f"{k} = {v!r}" for k, v in parameters.items())
+    _display(parameters_html(parameters, title), plain)
+
+
+def _configured_sources(sources: Mapping[str, Any] | None) -> dict[str, str]:
+    configured: dict[str, str] = {}
+    for name, settings in (sources or {}).items():
+        url = settings.get("url", "") if isinstance(settings, Mapping) else ""
+        if url:
+            configured[str(name)] = str(url)
+    return configured
+
+
+def evidence_html(sources: Mapping[str, Any] | None = None, bundle: str = "",
+                  service: str = "", window_start: Any = None, window_end: Any = None) -> str:
+    """The evidence section as HTML: what telemetry this runbook can use for the window."""
+    configured = _configured_sources(sources)
+    window = (f'<div style="color:{_MUTED}">Window: {_format_time(window_start)} &rarr; '
+              f'{_format_time(window_end)}'
+              + (f' &middot; service <code style="font-family:{_MONO}">{_e(service)}</code>'
+                 if service else "") + "</div>")
+    if not configured and not bundle:
+        body = (_heading("Evidence")
+                + '<p style="margin:0.3em 0"><b>No telemetry source configured.</b></p>'
+                + f'<p style="margin:0.3em 0;color:{_MUTED}">Set <code>[sources.prometheus] url</code> '
+                  "in incidentbook.toml (or replay a telemetry bundle) and this section will hold "
+                  "the metrics, logs and changes around the alert.</p>" + window)
+        return _card(body, _BORDER)
+    rows: dict[str, Any] = {}
+    if bundle:
+        rows["bundle (replay)"] = bundle
+    rows.update(configured)
+    body = (_heading("Evidence") + window + table_html(rows, "Source", "Location")
+            + f'<p style="margin:0.3em 0;color:{_MUTED}">No evidence queries ran for these '
+              "sources in this runbook; query them from the cells below.</p>")
+    return _card(body, _BORDER)
+
+
+def show_evidence(sources: Mapping[str, Any] | None = None, bundle: str = "",
+                  service: str = "", window_start: Any = None, window_end: Any = None) -> None:
+    """Display the evidence for the incident window; never raises, so a runbook keeps going."""
+    try:
+        configured = _configured_sources(sources)
+        plain = ("No telemetry source configured." if not configured and not bundle
+                 else "Telemetry: " + ", ".join([*(["bundle " + bundle] if bundle else []),
+                                                 *(f"{k} {v}" for k, v in configured.items())]))
+        _display(evidence_html(sources, bundle, service, window_start, window_end), plain)
+    except Exception as e:  # the evidence section must never stop the rest of the runbook
+        msg = f"Evidence could not be shown ({type(e).__name__}: {e})."
+        _display(_card(f"<p>{_e(msg)}</p>", "#bf8700"), msg)
