@@ -120,7 +120,10 @@ class LokiSource:
         except requests.exceptions.Timeout:
             raise SourceError(f"Loki at {self.url} did not answer within {self.timeout_s:g}s; narrow "
                               f"the time range or raise [sources.{self.name}] timeout_s") from None
-        except requests.exceptions.ConnectionError:
+        except requests.exceptions.ConnectionError as e:
+            if "timed out" in str(e):
+                raise SourceError(f"Loki at {self.url} did not answer within {self.timeout_s:g}s; narrow "
+                                  f"the time range or raise [sources.{self.name}] timeout_s") from None
             raise SourceError(f"cannot reach Loki at {self.url}; is Loki running? check "
                               f"[sources.{self.name}] url") from None
         except requests.exceptions.RequestException as e:

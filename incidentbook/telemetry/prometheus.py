@@ -171,6 +171,9 @@ class PrometheusSource:
             raise SourceError(f"TLS to Prometheus at {self.url} failed ({_short(e)}); set "
                               f"[sources.{self.name}] verify_tls to a CA bundle path") from None
         except requests.exceptions.ConnectionError as e:
+            if "timed out" in str(e):  # a read timeout after retries surfaces as ConnectionError
+                raise SourceError(f"Prometheus at {self.url} did not answer within {self.timeout_s:g}s; "
+                                  f"narrow the time range or raise [sources.{self.name}] timeout_s") from None
             raise SourceError(f"cannot reach Prometheus at {self.url} ({_short(e)}); is Prometheus "
                               f"running? check [sources.{self.name}] url") from None
         except requests.exceptions.RequestException as e:

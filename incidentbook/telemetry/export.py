@@ -1,0 +1,176 @@
+"""Freeze an incident window into a telemetry bundle (`incidentbook bundle export`).
+
+Default query set, for services `S = a|b|…` (regex-escaped):
+
+- metrics: every series whose `service` or `job` label is one of the services, as the range
+  queries `{service=~"S"}` and `{job=~"S"}` at a fixed step (`step_s`, default 15 s; raised
+  automatically so no series exceeds Prometheus's 11,000 points), series deduplicated;
+- logs: `{service=~"S"}` (newest `max_log_lines` lines of the window);
+- Kubernetes events of `namespace` (all namespaces when None);
+- changes (rollouts and change feeds) and planned events overlapping the window.
+
+Log lines pass through `redact` (default: `redact_secrets`, which masks bearer tokens, AWS keys,
+`password=…`-style pairs and credentials in URLs) before they are written. A part whose source is
+missing or fails is recorded in the manifest's `gaps` (part -> reason) rather than failing the
+whole export, so a bundle is still made when, say, Loki is down.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from incidentbook.errors import BadInput
+from incidentbook.telemetry.base import METRIC_FRAME_FIXED, TimeLike
+from incidentbook.telemetry.bundle import DEFAULT_MAX_BYTES, METRIC_COLUMNS, iso, labels_key, to_utc, write_bundle
+from incidentbook.telemetry.prometheus import auto_step
+from incidentbook.telemetry.sources import Telemetry
+
+DEFAULT_STEP_S = 15.0
+DEFAULT_MAX_LOG_LINES = 50_000
+
+_SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [REDACTED]"),
+    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), "[REDACTED-AWS-KEY]"),
+    (re.compile(r"(?i)\b(aws_secret_access_key|secret_access_key)(\s*[=:]\s*)[\"']?[A-Za-z0-9/+=]{30,}[\"']?"),
+     r"\1\2[REDACTED]"),
+    (re.compile(r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|client[_-]?secret)"
+                r"(\"?\s*[=:]\s*\"?)([^\s\"'&,;}]+)"), r"\1\2[REDACTED]"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s:@]+):([^/\s@]+)@"), r"\1\2:[REDACTED]@"),
+]
+
+
+def redact_secrets(line: str) -> str:
+    """Mask obvious secrets in a log line: bearer/basic tokens, AWS keys, password=…, URL credentials."""
+    for rx, repl in _SECRET_PATTERNS:
+        line = rx.sub(repl, line)
+    return line
+
+
+def default_queries(services: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The default (PromQL, LogQL) selectors for `services`."""
+    alt = "|".join(re.escape(s) for s in services)
+    return ([f'{{service=~"{alt}"}}', f'{{job=~"{alt}"}}'], [f'{{service=~"{alt}"}}'])
+
+
+def metrics_to_bundle_frame(long: pd.DataFrame) -> pd.DataFrame:
+    """A metrics long frame (`timestamp, <labels…>, value`) -> bundle columns `timestamp, metric, labels, value`."""
+    if long.empty:
+        return pd.DataFrame({"timestamp": pd.Series([], dtype="datetime64[ms, UTC]"), "metric": [],
+                             "labels": [], "value": pd.Series([], dtype="float64")})
+    label_cols = [c for c in long.columns if c not in METRIC_FRAME_FIXED and c != "__name__"]
+    if label_cols:
+        series = long[label_cols].drop_duplicates()
+        keys = [labels_key({k: v for k, v in zip(label_cols, row) if isinstance(v, str) and v != ""})
+                for row in series.itertuples(index=False, name=None)]
+        key_of = dict(zip(series.itertuples(index=False, name=None), keys))
+        labels = [key_of[row] for row in long[label_cols].itertuples(index=False, name=None)]
+    else:
+        labels = ["{}"] * len(long)
+    metric = long["__name__"].astype(str) if "__name__" in long.columns else pd.Series("", index=long.index)
+    return pd.DataFrame({"timestamp": long["timestamp"].to_numpy(), "metric": metric.to_numpy(),
+                         "labels": labels, "value": long["value"].to_numpy()})[METRIC_COLUMNS]
+
+
+def _frame_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [] if df is None or df.empty else df.to_dict("records")
+
+
+def export_bundle(telemetry: Telemetry, out: str | Path, window_start: TimeLike, window_end: TimeLike,
+                  services: Sequence[str], namespace: str | None = None,
+                  topology: Mapping[str, Sequence[str]] | None = None,
+                  redact: Callable[[str], str] | None = None, max_bytes: int = DEFAULT_MAX_BYTES, *,
+                  step_s: float = DEFAULT_STEP_S, metric_queries: Sequence[str] | None = None,
+                  log_queries: Sequence[str] | None = None, max_log_lines: int = DEFAULT_MAX_LOG_LINES,
+                  extra_manifest: Mapping[str, Any] | None = None) -> Path:
+    """Pull the window's telemetry for `services` from `telemetry` and write a bundle at `out`.
+
+    `redact` maps each log line to its redacted form (default `redact_secrets`). `metric_queries`
+    / `log_queries` replace the default query set. Returns the bundle directory.
+    """
+    start, end = to_utc(window_start), to_utc(window_end)
+    if end <= start:
+        raise BadInput(f"export window ends ({iso(end)}) before it starts ({iso(start)}); swap them")
+    services = [s for s in services if s]
+    if not services and (metric_queries is None or log_queries is None):
+        raise BadInput("export needs at least one service (or explicit metric and log queries)")
+    dm, dl = default_queries(services) if services else ([], [])
+    metric_queries = list(metric_queries if metric_queries is not None else dm)
+    log_queries = list(log_queries if log_queries is not None else dl)
+    redact = redact or redact_secrets
+    gaps: dict[str, str] = {}
+    span = (end - start).total_seconds()
+    step = max(float(step_s), auto_step(0, span, min_step=step_s))
+
+    frames = []
+    for q in metric_queries:
+        res = telemetry.safe_query_range(q, start, end, step)
+        if res.status == "error":
+            gaps[f"metrics {q}"] = res.error
+        elif res.ok and res.data is not None:
+            frames.append(metrics_to_bundle_frame(res.data))
+    metrics = (pd.concat(frames, ignore_index=True).drop_duplicates(["metric", "labels", "timestamp"])
+               if frames else metrics_to_bundle_frame(pd.DataFrame()))
+
+    logs: list[dict[str, Any]] = []
+    seen: set[tuple[Any, str, str]] = set()
+    for q in log_queries:
+        res = telemetry.safe_query_logs(q, start, end, limit=max_log_lines, direction="backward")
+        if res.status == "error":
+            gaps[f"logs {q}"] = res.error
+            continue
+        if not res.ok or res.data is None:
+            continue
+        df = res.data
+        label_cols = [c for c in df.columns if c not in ("timestamp", "line")]
+        for row in df.itertuples(index=False, name=None):
+            rec = dict(zip(df.columns, row))
+            labels = {c: str(rec[c]) for c in label_cols if isinstance(rec[c], str) and rec[c] != ""}
+            key = (rec["timestamp"], json.dumps(labels, sort_keys=True), rec["line"])
+            if key in seen:
+                continue
+            seen.add(key)
+            logs.append({"timestamp": iso_ns(rec["timestamp"]), "labels": labels, "line": redact(str(rec["line"]))})
+    logs.sort(key=lambda r: r["timestamp"])
+
+    events: list[dict[str, Any]] = []
+    if telemetry.has("events"):
+        res = telemetry.safe_events(start, end, namespace)
+        if res.status == "error":
+            gaps["events"] = res.error
+        else:
+            events = _frame_rows(res.data)
+    else:
+        gaps["events"] = "no events source configured"
+    part: dict[str, list[dict[str, Any]]] = {}
+    for what in ("changes", "context"):
+        res = telemetry.run(what, start, end)
+        if res.status == "error":
+            gaps[what] = res.error
+        part[what] = _frame_rows(res.data) if res.ok else []
+    changes = [c for c in part["changes"] if not c.get("service") or c["service"] in services] if services else part["changes"]
+
+    manifest: dict[str, Any] = {
+        "window": {"start": start, "end": end},
+        "services": list(services),
+        "topology": {k: list(v) for k, v in (topology or {}).items()},
+        "namespace": namespace,
+        "source": {"origin": telemetry.origin, "sources": sorted(telemetry.sources),
+                   "metric_queries": metric_queries, "log_queries": log_queries, "step_s": step},
+        "gaps": gaps,
+        "ground_truth": None,
+        **dict(extra_manifest or {}),
+    }
+    return write_bundle(out, manifest, metrics, logs=logs, events=events, changes=changes,
+                        context=part["context"], max_bytes=max_bytes)
+
+
+def iso_ns(value: Any) -> str:
+    """ISO 8601 UTC keeping sub-millisecond digits (log order within a millisecond survives)."""
+    ts = to_utc(value)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond:06d}{ts.nanosecond:03d}Z"
