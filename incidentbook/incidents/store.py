@@ -36,8 +36,8 @@ from incidentbook.incidents.models import (
 )
 from incidentbook.incidents.records import (
     Alert,
-    IngestOutcome,
     Incident,
+    IngestOutcome,
     RunbookRun,
     TimelineEvent,
 )

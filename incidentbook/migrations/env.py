@@ -11,6 +11,7 @@ from alembic import context
 from sqlalchemy import create_engine, text
 
 from incidentbook.incidents.models import VERSION_TABLE, Base
+
 # Any constant: serialises concurrent `upgrade head` runs on PostgreSQL.
 _PG_LOCK_KEY = 0x1C1DB00C
 
