@@ -288,8 +288,8 @@ def run_runbook(
     from papermill.execute import raise_for_execution_errors
 
     _ensure_runnable(runbook, kernel_name)
-    output_path = Path(output_path)
-    cwd = Path(cwd)
+    output_path = Path(output_path).resolve()
+    cwd = Path(cwd).resolve()
     output_path.parent.mkdir(parents=True, exist_ok=True)
     cwd.mkdir(parents=True, exist_ok=True)
     params = json.loads(json.dumps(dict(parameters)))  # plain JSON types, detached from caller
@@ -298,10 +298,14 @@ def run_runbook(
     ename = evalue = ""
     interrupted = False
     try:
+        # The kernel starts in `cwd` (nbclient's resources path) rather than through
+        # papermill's `cwd=`, which os.chdir()s the whole process for the entire run and so
+        # would move every other thread (the intake server, concurrent runs) along with it.
         papermill.execute_notebook(
-            str(runbook.path), str(output_path), parameters=params, cwd=str(cwd),
+            str(runbook.path.resolve()), str(output_path), parameters=params,
             execution_timeout=cell_timeout_s, kernel_name=kernel_name or None,
             log_output=False, progress_bar=False,
+            resources={"metadata": {"path": str(cwd)}},
         )
     except PapermillExecutionError as e:
         ename, evalue = e.ename, e.evalue

@@ -85,6 +85,28 @@ def test_cells_run_in_the_incident_directory(tmp_path: Path, write_runbook: Writ
     assert out.is_file() and not (out.parent / "evidence.txt").exists()
 
 
+def test_a_run_does_not_move_the_callers_working_directory(
+        tmp_path: Path, write_runbook: WriteRunbook) -> None:
+    # `serve` runs runbooks in worker threads: the process cwd must stay put meanwhile.
+    import os
+    import threading
+    import time
+
+    path = write_runbook("slow", cells=["import time\ntime.sleep(1.5)"])
+    before = os.getcwd()
+    results = []
+    worker = threading.Thread(target=lambda: results.append(run_runbook(
+        read_runbook(path), {}, tmp_path / "o.ipynb", tmp_path / "inc", cell_timeout_s=30)))
+    worker.start()
+    seen = set()
+    while worker.is_alive():
+        seen.add(os.getcwd())
+        time.sleep(0.05)
+    worker.join()
+    assert results[0].ok, results[0].message
+    assert seen == {before}
+
+
 @pytest.mark.parametrize(("fixture", "ename", "failing_source", "evalue_part"), [
     ("syntax_error", "SyntaxError", "def broken(:", "invalid syntax"),
     ("raises", "RuntimeError", 'raise RuntimeError("upstream returned 503")', "upstream returned 503"),

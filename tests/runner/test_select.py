@@ -112,3 +112,25 @@ def test_broken_workspace_runbook_is_listed_but_never_selected(
     broken = next(b for b in books if b.name == "checkout")
     assert "not valid notebook JSON" in broken.error
     assert select_runbook(ALERT, books).name == "generic"
+
+
+def test_installed_wheel_layout_finds_packaged_runbooks(tmp_path: Path) -> None:
+    # A wheel carries runbooks/ at incidentbook/_data/runbooks (pyproject force-include).
+    import shutil
+    import subprocess
+    import sys
+
+    import incidentbook
+
+    site = tmp_path / "site"
+    pkg = Path(incidentbook.__file__).parent
+    shutil.copytree(pkg, site / "incidentbook", ignore=shutil.ignore_patterns("__pycache__"))
+    data = site / "incidentbook" / "_data" / "runbooks"
+    shutil.copytree(pkg.parent / "runbooks", data)
+    code = ("import incidentbook.runner as r, pathlib; "
+            "print(r.package_data_dir('runbooks')); "
+            "print([b.name for b in r.load_runbooks(workspace_dir=pathlib.Path('/none'))])")
+    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(site)},
+                         capture_output=True, text=True, check=True, cwd=tmp_path).stdout.split("\n")
+    assert out[0] == str(data)
+    assert "'generic'" in out[1]
