@@ -258,7 +258,9 @@ def _write(nb: nbformat.NotebookNode, path: Path) -> None:
 
 
 def _ensure_runnable(runbook: Runbook, kernel_name: str | None) -> None:
-    blocking = [p for p in check_runbook(runbook) if p.code in _BLOCKING]
+    # With no kernel given the notebook's own kernelspec is used, so it must be installed.
+    codes = _BLOCKING if kernel_name else (*_BLOCKING, "missing-kernel")
+    blocking = [p for p in check_runbook(runbook) if p.code in codes]
     if blocking:
         raise RunbookError(f"runbook {runbook.name!r} cannot run: {blocking[0]}")
     if kernel_name and not _kernel_available(kernel_name):

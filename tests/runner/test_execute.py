@@ -164,6 +164,13 @@ def test_missing_kernel_raises_before_running(tmp_path: Path, write_runbook: Wri
                     kernel_name="nope-kernel")
 
 
+def test_notebook_kernel_is_checked_when_no_kernel_is_forced(tmp_path: Path) -> None:
+    runbook = read_runbook(FIXTURES / "missing_kernel.ipynb")
+    with pytest.raises(RunbookError, match="kernel 'no-such-kernel-xyz'.*not installed"):
+        run_runbook(runbook, {}, tmp_path / "o.ipynb", tmp_path, 5, kernel_name=None)
+    assert not (tmp_path / "o.ipynb").exists()
+
+
 def test_parameters_hold_references_and_iso_times(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROM_AUTH", "Bearer s3cr3t-token")
     p = params(sources={"prometheus": {"url": "http://prom:9090",
