@@ -411,11 +411,14 @@ class Store:
                 parts.append(f"{_plural(len([k for k in new if k not in resolved]), 'new alert')}")
             if updated:
                 parts.append(f"{len(updated)} updated")
+            truncated = (f" ({payload.truncated_alerts} more left out by Alertmanager's max_alerts)"
+                         if payload.truncated_alerts else "")
             self._add_event(
                 s, row.id, "alert_received",
-                f"{what}: {', '.join(parts)}; {firing_now} firing", actor,
+                f"{what}: {', '.join(parts)}; {firing_now} firing{truncated}", actor,
                 {"new": [k for k in new if k not in resolved], "updated": updated,
-                 "payload_id": payload_id, "firing": firing_now}, now,
+                 "payload_id": payload_id, "firing": firing_now,
+                 "truncated_alerts": payload.truncated_alerts}, now,
             )
         if resolved:
             self._add_event(

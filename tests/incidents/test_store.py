@@ -85,6 +85,14 @@ def test_resolved_notification_resolves_alerts_but_keeps_incident_open(store: St
     assert last.actor == "alertmanager"
 
 
+def test_truncated_alerts_are_noted_on_the_timeline(store: Store, make_payload) -> None:
+    p = make_payload(alerts=[("a1", "firing")]).model_copy(update={"truncated_alerts": 7})
+    inc = store.record_alerts(p).incident
+    ev = store.timeline(inc.id)[-1]
+    assert ev.summary.endswith("(7 more left out by Alertmanager's max_alerts)")
+    assert ev.data["truncated_alerts"] == 7
+
+
 def test_alert_that_fires_again_is_updated(store: Store, make_payload) -> None:
     inc = store.record_alerts(make_payload(alerts=[("a1", "firing")])).incident
     store.record_alerts(make_payload(status="resolved", alerts=[("a1", "resolved")]))
