@@ -1,1 +1,126 @@
-"""kernel_ext."""
+"""The IPython extension: `%load_ext incidentbook`.
+
+Loading registers the magics (one Magics class per area), the cell callbacks that write every
+execution to the incident timeline, a one-line renderer for incidentbook's expected errors, the
+action guard's context and `ib` (with `ib.act`) in the user namespace. Loading never touches the
+network, so an unreachable source cannot break it; `%sources` reports each source's status.
+Unloading reverses all of it.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+__all__ = ["load_ipython_extension", "unload_ipython_extension", "get_session"]
+
+_loaded: dict[int, dict[str, Any]] = {}
+
+
+def get_session(shell: Any = None) -> Any:
+    """The extension's Session in `shell` (default: the running IPython), or None if not loaded."""
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    state = _loaded.get(id(shell))
+    return state["session"] if state else None
+
+
+def _one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> list[str]:
+    # Expected errors (bad input, policy denials, approval needed) show as one line, not a traceback.
+    return [f"{etype.__name__}: {value}"]
+
+
+def _action_context(session: Any) -> Any:
+    from incidentbook.actions import ActionContext, current_user, load_actions_config
+
+    cfg = session.cfg
+    labels = session.shell.user_ns.get("labels")
+    ns = labels.get("namespace", "") if isinstance(labels, dict) else ""
+    iid = session.bound()
+    if not ns and iid:
+        try:
+            ns = session.store.get_incident(iid).namespace
+        except Exception:  # the store being down must not hide the action's own error
+            ns = ""
+
+    def record(kind: str, summary: str, data: dict[str, Any]) -> None:
+        if session.bound():
+            session.record(kind, summary, data, quiet=True)
+
+    return ActionContext(user=current_user(), headless=session.headless, audit_path=cfg.audit_log,
+                         config=load_actions_config(cfg), incident_id=iid, default_namespace=ns,
+                         propose=lambda p: session.propose(p), record=record, show=print,
+                         executor_factory=session.executor_factory)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register magics, cell callbacks, the error renderer, the action guard and `ib`."""
+    if id(ipython) in _loaded:
+        return
+    from incidentbook import actions
+    from incidentbook.errors import IncidentbookError
+    from incidentbook.kernel_ext.approve import ActionMagics
+    from incidentbook.kernel_ext.incident import IncidentMagics
+    from incidentbook.kernel_ext.investigate import InvestigateMagics
+    from incidentbook.kernel_ext.query import QueryMagics
+    from incidentbook.kernel_ext.session import Session
+
+    session = Session(ipython)
+    magics = [cls(ipython, session, parent=ipython) for cls in
+              (IncidentMagics, QueryMagics, InvestigateMagics, ActionMagics)]
+    for m in magics:
+        ipython.register_magics(m)
+    ipython.events.register("pre_run_cell", session.pre_run_cell)
+    ipython.events.register("post_run_cell", session.post_run_cell)
+    state: dict[str, Any] = {
+        "session": session, "magics": magics,
+        "custom_exc": (ipython.custom_exceptions, ipython.CustomTB),
+    }
+    ipython.set_custom_exc((IncidentbookError,), _one_line)
+    actions.set_context_provider(lambda: _action_context(session))
+    if "ib" not in ipython.user_ns:
+        ib = SimpleNamespace(act=actions, session=session,
+                             investigate=lambda q="": ipython.run_line_magic("investigate", q))
+        ipython.push({"ib": ib}, interactive=False)
+        state["ib"] = ib
+    _loaded[id(ipython)] = state
+    mode = "headless run: proposals are recorded, writes need a person" if session.headless else "live"
+    iid = session.incident_id or ipython.user_ns.get("incident_id")
+    where = f"bound to {iid}" if isinstance(iid, str) and iid else "no incident bound (%incident use INC-…)"
+    if not session.headless:
+        print(f"incidentbook loaded ({mode}); {where}. %investigate to start, %sources for source status.")
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove everything `load_ipython_extension` added."""
+    state = _loaded.pop(id(ipython), None)
+    if state is None:
+        return
+    from incidentbook import actions
+
+    session = state["session"]
+    for ev, cb in (("pre_run_cell", session.pre_run_cell), ("post_run_cell", session.post_run_cell)):
+        try:
+            ipython.events.unregister(ev, cb)
+        except ValueError:
+            pass
+    mm = ipython.magics_manager
+    for m in state["magics"]:
+        for kind, names in m.magics.items():
+            for name in names:
+                mm.magics[kind].pop(name, None)
+        mm.registry.pop(type(m).__name__, None)
+    exc, handler = state["custom_exc"]
+    ipython.custom_exceptions = exc
+    ipython.CustomTB = handler
+    actions.set_context_provider(None)
+    if "ib" in state and ipython.user_ns.get("ib") is state["ib"]:
+        del ipython.user_ns["ib"]
+        ipython.user_ns_hidden.pop("ib", None)
+    if session._store is not None:
+        try:
+            session._store.close()
+        except Exception:  # closing a pool must not make unload fail
+            pass
