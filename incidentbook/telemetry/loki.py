@@ -154,7 +154,11 @@ class LokiSource:
     def query_range_raw(self, logql: str, start: TimeLike, end: TimeLike, limit: int = 1000,
                         direction: str = "backward", step: float | None = None) -> dict[str, Any]:
         """One `/loki/api/v1/query_range` call; the `data` object as Loki returns it."""
-        params: dict[str, Any] = {"query": logql, "start": to_ns(start), "end": to_ns(end),
+        return self._range_ns(logql, to_ns(start), to_ns(end), limit, direction, step)
+
+    def _range_ns(self, logql: str, lo: int, hi: int, limit: int = 1000, direction: str = "backward",
+                  step: float | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"query": logql, "start": lo, "end": hi,
                                   "limit": int(limit), "direction": direction}
         if step is not None:
             params["step"] = f"{step:g}"
@@ -172,9 +176,10 @@ class LokiSource:
             raise BadInput("log query range ends before it starts; swap start and end")
         entries: list[tuple[int, dict[str, str], str]] = []
         seen: set[tuple[int, str, str]] = set()
+        at_boundary = 0  # entries already returned at the boundary timestamp come back again
         while len(entries) < limit:
-            want = min(self.page_size, limit - len(entries))
-            data = self.query_range_raw(logql, lo, hi, want, direction)
+            want = min(self.page_size, limit - len(entries) + at_boundary)
+            data = self._range_ns(logql, lo, hi, want, direction)
             if data.get("resultType", "streams") != "streams":
                 return result_to_frame(data)
             page: list[tuple[int, dict[str, str], str]] = []
@@ -193,10 +198,12 @@ class LokiSource:
             if raw_count < want or not page:
                 break
             # Next page: continue from the boundary timestamp (kept inclusive, duplicates dropped).
+            boundary = page[-1][0]
+            at_boundary = sum(1 for e in entries if e[0] == boundary)
             if direction == "backward":
-                hi = page[-1][0] + 1
+                hi = boundary + 1
             else:
-                lo = page[-1][0]
+                lo = boundary
         return entries_to_frame(entries, direction)
 
     def query_metrics(self, logql: str, start: TimeLike, end: TimeLike,
