@@ -1,0 +1,117 @@
+"""PromQL over recorded samples, answering exactly as the Prometheus HTTP API would.
+
+`range_query` and `instant_query` return the API's `data` object (`resultType`, `result`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from incidentbook.errors import BadInput
+from incidentbook.telemetry.promql.engine import MAX_POINTS, Evaluator, parse, unsupported
+from incidentbook.telemetry.promql.storage import Labels, SeriesStore
+from incidentbook.telemetry.promql.values import (
+    Matrix,
+    Scalar,
+    String,
+    Vector,
+    format_value,
+    format_values,
+)
+
+__all__ = ["SeriesStore", "Series", "evaluate_range", "evaluate_instant", "range_query",
+           "instant_query", "to_api_data"]
+
+# One result series: labels, sample times (ms), values.
+Series = tuple[Labels, np.ndarray, np.ndarray]
+
+
+def _ts(ms: int) -> float | int:
+    """A timestamp as Prometheus writes it: whole seconds as an integer, else seconds.millis."""
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000.0
+
+
+def _strip(node: Any) -> Any:
+    while type(node).__name__ == "ParenExpr":
+        node = node.expr
+    return node
+
+
+def evaluate_range(store: SeriesStore, promql: str, start_ms: int, end_ms: int,
+                   step_ms: int) -> list[Series]:
+    """Evaluate a range query; series sorted by labels, as Prometheus sorts them."""
+    if step_ms <= 0:
+        raise BadInput("zero or negative query resolution step widths are not accepted; give a positive step")
+    if end_ms < start_ms:
+        raise BadInput("end timestamp must not be before start time; swap start and end")
+    n = (end_ms - start_ms) // step_ms + 1
+    if n > MAX_POINTS:
+        raise BadInput("exceeded maximum resolution of 11,000 points per timeseries; "
+                       "try decreasing the query resolution (a larger step)")
+    node = parse(promql)
+    times = start_ms + step_ms * np.arange(n, dtype="int64")
+    val = Evaluator(store, times, start_ms=start_ms, end_ms=end_ms).eval(node)
+    if isinstance(val, Scalar):
+        return [((), times, val.v)]
+    if not isinstance(val, Vector):
+        kind = "range vector" if isinstance(val, Matrix) else "string"
+        raise BadInput(f'invalid expression type "{kind}" for range query, must be Scalar or instant Vector')
+    out = []
+    for i in sorted(range(len(val.labels)), key=lambda i: val.labels[i]):
+        m = val.m[i]
+        if m.any():
+            out.append((val.labels[i], times[m], val.v[i][m]))
+    return out
+
+
+def evaluate_instant(store: SeriesStore, promql: str, t_ms: int) -> Vector | Scalar | String | Matrix:
+    """Evaluate an instant query; vector rows come in Prometheus's output order."""
+    node = parse(promql)
+    val = Evaluator(store, np.array([t_ms], dtype="int64"), start_ms=t_ms, end_ms=t_ms).eval(node)
+    if isinstance(val, Vector):
+        keep = np.flatnonzero(val.m[:, 0])
+        top = _strip(node)
+        kind = type(top).__name__
+        name = top.func.name if kind == "Call" else (str(top.op) if kind == "AggregateExpr" else "")
+        vals = val.v[keep, 0]
+        if name in ("sort", "topk", "sort_desc", "bottomk"):
+            desc = name in ("sort_desc", "topk")
+            nan_first = np.isnan(vals)
+            key = np.where(nan_first, 0, -vals if desc else vals)
+            keep = keep[np.lexsort((key, ~nan_first))] if name.startswith("sort") else keep[
+                np.lexsort((key, nan_first))]
+        val = Vector([val.labels[i] for i in keep], val.v[keep], val.m[keep])
+    return val
+
+
+def range_query(store: SeriesStore, promql: str, start_ms: int, end_ms: int, step_ms: int) -> dict[str, Any]:
+    """The `data` object of /api/v1/query_range."""
+    result = []
+    for labels, t, v in evaluate_range(store, promql, start_ms, end_ms, step_ms):
+        result.append({"metric": dict(labels),
+                       "values": [[_ts(x), s] for x, s in zip(t.tolist(), format_values(v))]})
+    return {"resultType": "matrix", "result": result}
+
+
+def instant_query(store: SeriesStore, promql: str, t_ms: int) -> dict[str, Any]:
+    """The `data` object of /api/v1/query."""
+    return to_api_data(evaluate_instant(store, promql, t_ms), t_ms)
+
+
+def to_api_data(val: Vector | Scalar | String | Matrix, t_ms: int) -> dict[str, Any]:
+    """An instant result as the HTTP API's `data` object."""
+    if isinstance(val, Scalar):
+        return {"resultType": "scalar", "result": [_ts(t_ms), format_value(float(val.v[0]))]}
+    if isinstance(val, String):
+        return {"resultType": "string", "result": [_ts(t_ms), val.s]}
+    if isinstance(val, Matrix):
+        return {"resultType": "matrix", "result": [
+            {"metric": dict(ls), "values": [[_ts(x), s] for x, s in zip(t.tolist(), format_values(v))]}
+            for ls, t, v in sorted(val.series, key=lambda s: s[0])]}
+    if isinstance(val, Vector):
+        vals = format_values(val.v[:, 0]) if len(val.labels) else []
+        return {"resultType": "vector", "result": [
+            {"metric": dict(ls), "value": [_ts(t_ms), s]} for ls, s in zip(val.labels, vals)]}
+    raise unsupported(f"result type {type(val).__name__}")

@@ -1,0 +1,110 @@
+"""Series storage for the replay engine: every series' samples in one flat, sorted array."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from incidentbook.errors import BadInput, BundleError
+from incidentbook.telemetry.bundle import METRIC_COLUMNS
+
+Labels = tuple[tuple[str, str], ...]
+
+# Sample keys are `series_id << KEY_SHIFT | (ms - base)`, so one searchsorted call finds window
+# bounds for every (series, step) pair at once.
+KEY_SHIFT = 42
+KEY_SPAN = 1 << KEY_SHIFT
+
+
+@lru_cache(maxsize=512)
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """A fully anchored regex, as Prometheus anchors label matchers and label_replace."""
+    try:
+        return re.compile(f"(?:{pattern})\\Z")
+    except re.error as e:
+        raise BadInput(f"invalid regular expression {pattern!r}: {e}; fix the matcher") from None
+
+
+class SeriesStore:
+    """All series of a bundle: label sets, and samples sorted by (series, time)."""
+
+    def __init__(self, labels: list[Labels], times: np.ndarray, values: np.ndarray, offsets: np.ndarray):
+        self.labels = labels
+        self.times = times.astype("int64")
+        self.values = values.astype("float64")
+        self.offsets = offsets.astype("int64")
+        n = len(labels)
+        sid = np.repeat(np.arange(n, dtype="int64"), np.diff(self.offsets))
+        if len(self.times):
+            self.base = int(self.times.min()) - (KEY_SPAN >> 1)
+        else:
+            self.base = 0
+        self.keys = (sid << KEY_SHIFT) | (self.times - self.base)
+        self._columns: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame) -> SeriesStore:
+        """Build from a bundle metrics frame (timestamp, metric, labels JSON, value)."""
+        missing = [c for c in METRIC_COLUMNS if c not in df.columns]
+        if missing:
+            raise BundleError(f"metrics frame lacks columns {missing}; expected {METRIC_COLUMNS}")
+        ts = pd.to_datetime(df["timestamp"], utc=True)
+        ms = ts.dt.tz_convert(None).astype("datetime64[ms]").astype("int64").to_numpy()
+        m_codes, m_uniq = pd.factorize(df["metric"].astype(str).to_numpy(dtype=object))
+        l_codes, l_uniq = pd.factorize(df["labels"].astype(str).to_numpy(dtype=object))
+        codes, pairs = pd.factorize(m_codes.astype("int64") * max(1, len(l_uniq)) + l_codes)
+        uniques = [(str(m_uniq[p // max(1, len(l_uniq))]), str(l_uniq[p % max(1, len(l_uniq))])) for p in pairs.tolist()]
+        values = df["value"].astype("float64").to_numpy()
+        order = np.lexsort((ms, codes))
+        codes, ms, values = codes[order], ms[order], values[order]
+        if len(codes):
+            # Keep the last row of duplicate (series, timestamp) pairs, as the backfill does.
+            last = np.ones(len(codes), dtype=bool)
+            last[:-1] = (codes[1:] != codes[:-1]) | (ms[1:] != ms[:-1])
+            codes, ms, values = codes[last], ms[last], values[last]
+        labels: list[Labels] = []
+        for metric, lab in uniques:
+            try:
+                d = json.loads(lab) if lab else {}
+            except json.JSONDecodeError as e:
+                raise BundleError(f"labels {lab!r} of {metric} are not JSON ({e.msg}); re-export the bundle") from None
+            d = {k: str(v) for k, v in d.items() if v not in (None, "") and k != "__name__"}
+            d["__name__"] = metric
+            labels.append(tuple(sorted(d.items())))
+        offsets = np.zeros(len(labels) + 1, dtype="int64")
+        np.cumsum(np.bincount(codes, minlength=len(labels)), out=offsets[1:])
+        return cls(labels, ms, values, offsets)
+
+    def column(self, name: str) -> np.ndarray:
+        """The value of label `name` for every series ("" where absent), as an object array."""
+        col = self._columns.get(name)
+        if col is None:
+            col = np.array([dict(ls).get(name, "") for ls in self.labels], dtype=object)
+            self._columns[name] = col
+        return col
+
+    def select(self, matchers: list[tuple[str, str, str]]) -> np.ndarray:
+        """Ids of the series matching every (name, op, value) matcher; op is = != =~ !~."""
+        keep = np.ones(len(self.labels), dtype=bool)
+        for name, op, value in matchers:
+            col = self.column(name)
+            if op == "=":
+                keep &= col == value
+            elif op == "!=":
+                keep &= col != value
+            else:
+                rx = compile_regex(value)
+                uniq = set(col[keep].tolist())
+                hits = {u for u in uniq if rx.match(u)}
+                m = np.fromiter((c in hits for c in col), dtype=bool, count=len(col))
+                keep &= m if op == "=~" else ~m
+        return np.flatnonzero(keep)
+
+    def query_keys(self, sids: np.ndarray, ms: np.ndarray) -> np.ndarray:
+        """Search keys for series `sids` (S,) at times `ms` (T,) or (S,T): shape (S,T)."""
+        rel = np.clip(np.asarray(ms, dtype="int64") - self.base, 0, KEY_SPAN - 1)
+        return (sids.astype("int64")[:, None] << KEY_SHIFT) | rel

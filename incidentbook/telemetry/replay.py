@@ -1,0 +1,140 @@
+"""ReplaySource: answer PromQL from a telemetry bundle, as if its Prometheus were still there.
+
+    src = ReplaySource("bundles/INC-42")
+    src.query_range('sum by (service) (rate(http_requests_total[5m]))', start, end, step=30)
+    src.query_raw('up == 0', time=end)          # the /api/v1/query `data` object
+
+Semantics follow Prometheus 2.x (5-minute lookback, rate extrapolation, counter resets,
+histogram_quantile interpolation). Queries using anything not implemented raise
+UnsupportedQuery naming the feature; malformed PromQL raises BadInput with the parser's text.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from incidentbook.errors import BadInput
+from incidentbook.telemetry.base import TimeLike
+from incidentbook.telemetry.bundle import open_bundle, to_utc
+from incidentbook.telemetry.promql import (
+    MAX_POINTS,
+    SeriesStore,
+    evaluate_instant,
+    evaluate_range,
+    instant_query,
+    range_query,
+)
+from incidentbook.telemetry.promql.values import Matrix, Scalar, String, Vector
+
+DEFAULT_MIN_STEP_S = 15.0
+
+
+def to_ms(value: TimeLike) -> int:
+    """Unix milliseconds from a datetime, pandas Timestamp, ISO string or unix seconds."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        if not math.isfinite(float(value)):
+            raise BadInput(f"time {value!r} is not finite; give a unix time or an ISO 8601 string")
+        return int(round(float(value) * 1000))
+    try:
+        return int(to_utc(value).value // 1_000_000)
+    except (ValueError, TypeError) as e:
+        raise BadInput(f"cannot read time {value!r} ({e}); give a unix time or an ISO 8601 string") from None
+
+
+def to_step_ms(step: Any) -> int:
+    """A step in ms from seconds (number), a timedelta, or a duration string such as '30s'."""
+    if isinstance(step, (int, float, np.integer, np.floating)) and not isinstance(step, bool):
+        return int(round(float(step) * 1000))
+    if isinstance(step, pd.Timedelta) or hasattr(step, "total_seconds"):
+        return int(round(step.total_seconds() * 1000))
+    try:
+        return int(pd.Timedelta(str(step)).total_seconds() * 1000)
+    except ValueError:
+        raise BadInput(f"cannot read step {step!r}; give seconds or a duration such as '30s'") from None
+
+
+class ReplaySource:
+    """A MetricsSource over a bundle's `metrics.parquet` (or an in-memory metrics frame)."""
+
+    name = "replay"
+
+    def __init__(self, bundle_dir: str | Path, *, name: str = "replay") -> None:
+        bundle = open_bundle(bundle_dir)
+        self.name = name
+        self.window: tuple[pd.Timestamp, pd.Timestamp] | None = bundle.window
+        self.store = SeriesStore.from_frame(bundle.metrics)
+
+    @classmethod
+    def from_frame(cls, metrics: pd.DataFrame, *, name: str = "replay",
+                   window: tuple[TimeLike, TimeLike] | None = None) -> ReplaySource:
+        """A source over a long-form metrics frame (timestamp, metric, labels JSON, value)."""
+        self = cls.__new__(cls)
+        self.name = name
+        self.store = SeriesStore.from_frame(metrics)
+        self.window = (to_utc(window[0]), to_utc(window[1])) if window else None
+        return self
+
+    # -------------------------------------------------------------- raw API shape
+    def query_range_raw(self, promql: str, start: TimeLike, end: TimeLike, step: Any) -> dict[str, Any]:
+        """The /api/v1/query_range `data` object (`resultType` matrix, `result`)."""
+        return range_query(self.store, promql, to_ms(start), to_ms(end), to_step_ms(step))
+
+    def query_raw(self, promql: str, time: TimeLike | None = None) -> dict[str, Any]:
+        """The /api/v1/query `data` object (vector, scalar, string or matrix)."""
+        return instant_query(self.store, promql, self._default_time(time))
+
+    # ------------------------------------------------------------- DataFrames
+    def query_range(self, promql: str, start: TimeLike, end: TimeLike, step: float | None = None) -> pd.DataFrame:
+        """A range query as the long metrics frame (timestamp, label columns…, value)."""
+        s, e = to_ms(start), to_ms(end)
+        step_ms = to_step_ms(step) if step is not None else self.auto_step_ms(s, e)
+        series = evaluate_range(self.store, promql, s, e, step_ms)
+        return _frame(series)
+
+    def query(self, promql: str, time: TimeLike | None = None) -> pd.DataFrame:
+        """An instant query as the long metrics frame (one row per series; raw samples for a range selector)."""
+        t = self._default_time(time)
+        val = evaluate_instant(self.store, promql, t)
+        if isinstance(val, Vector):
+            series = [(ls, np.array([t]), val.v[i, :1]) for i, ls in enumerate(val.labels)]
+        elif isinstance(val, Scalar):
+            series = [((), np.array([t]), val.v[:1])]
+        elif isinstance(val, Matrix):
+            series = sorted(val.series, key=lambda s: s[0])
+        elif isinstance(val, String):
+            raise BadInput(f"{promql!r} is a string, not a metric query; use query_raw() for strings")
+        return _frame(series)
+
+    @staticmethod
+    def auto_step_ms(start_ms: int, end_ms: int) -> int:
+        """A step of at least 15 s that keeps the query under Prometheus's 11,000 points."""
+        span = max(0, end_ms - start_ms)
+        return max(int(DEFAULT_MIN_STEP_S * 1000), -(-span // (MAX_POINTS - 1)))
+
+    def _default_time(self, time: TimeLike | None) -> int:
+        if time is not None:
+            return to_ms(time)
+        if self.window is not None:
+            return int(self.window[1].value // 1_000_000)
+        if len(self.store.times):
+            return int(self.store.times.max())
+        raise BadInput("this replay source holds no samples; give an explicit time")
+
+
+def _frame(series: list[tuple[Any, np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    names = sorted({k for ls, _, _ in series for k, _ in ls}, key=lambda k: (k != "__name__", k))
+    if not series:
+        return pd.DataFrame({"timestamp": pd.Series([], dtype="datetime64[ms, UTC]"),
+                             "value": pd.Series([], dtype="float64")})
+    lengths = [len(t) for _, t, _ in series]
+    cols: dict[str, Any] = {"timestamp": pd.to_datetime(np.concatenate([t for _, t, _ in series]), unit="ms", utc=True)
+                            .astype("datetime64[ms, UTC]")}
+    for n in names:
+        cols[n] = np.repeat(np.array([dict(ls).get(n, "") for ls, _, _ in series], dtype=object), lengths)
+    cols["value"] = np.concatenate([np.asarray(v, dtype="float64") for _, _, v in series])
+    return pd.DataFrame(cols)
