@@ -90,11 +90,11 @@ def run_incident_runbook(cfg: Config, store: Store, incident_id: str,
         # An invalid runbook: the incident and its alerts stay stored; record why nothing ran.
         store.finish_run(run_id, "failed", ename=type(e).__name__, evalue=str(e))
         raise
-    store.finish_run(run_id, result.status, cell_index=result.cell_index,
+    store.finish_run(run_id, "succeeded" if result.ok else "failed", cell_index=result.cell_index,
                      ename=result.ename, evalue=result.evalue)
     incident = store.get_incident(incident.id)
     error = ""
-    if result.status != "succeeded":
+    if not result.ok:
         where = f"cell {result.cell_index}" if result.cell_index is not None else "the runbook"
         error = f"runbook {runbook.name!r} failed in {where}: {result.ename}: {result.evalue}".rstrip(": ")
     return IngestedIncident(
@@ -116,6 +116,8 @@ def ingest_alertmanager(cfg: Config, raw: bytes | str, *, bundle: Path | None = 
     store = store or Store.from_config(cfg)
     outcome = store.record_alerts(payload)
     incident = outcome.incident
+    if outcome.created and bundle is not None:
+        store.set_bundle(incident.id, str(bundle.resolve()))
     if outcome.created and run:
         return [run_incident_runbook(cfg, store, incident.id, bundle=bundle)]
     return [IngestedIncident(
