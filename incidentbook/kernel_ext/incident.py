@@ -8,7 +8,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from IPython.display import HTML, display
+from IPython.display import display
 from traitlets import Int
 
 from incidentbook.kernel_ext._common import BaseMagics, one_line_errors
@@ -57,7 +57,10 @@ class IncidentMagics(BaseMagics):
         if inc.external_url:
             rows.append(("Alertmanager", f"<a href='{html.escape(inc.external_url)}'>{html.escape(inc.external_url)}</a>"))
         rows.append(("Timeline", f"{len(events)} events (see %timeline)"))
-        display(HTML(_table(rows)))
+        import re
+
+        plain = "\n".join(f"{k}: {re.sub('<[^>]+>', '', v)}" for k, v in rows)
+        display({"text/html": _table(rows), "text/plain": plain}, raw=True)
 
     @magic_arguments()
     @argument("-n", "--limit", type=int, default=None, help="show the last N events (default: timeline_limit)")

@@ -85,7 +85,7 @@ class InvestigateMagics(BaseMagics):
         return latest, hyps
 
     @magic_arguments()
-    @argument("question", nargs="*", help="optional question to focus on, e.g. why is checkout slow?")
+    @argument("question", nargs="*", help="optional question to focus on; quote it when it ends in ?, e.g. \"why is checkout slow?\"")
     @argument("--investigator", default=None, help="investigator name for this run (default: configured)")
     @argument("--no-propose", action="store_true", help="show the board without proposing cells")
     @line_magic
