@@ -307,6 +307,8 @@ def run_runbook(
             str(runbook.path.resolve()), str(output_path), parameters=params,
             execution_timeout=cell_timeout_s, kernel_name=kernel_name or None,
             log_output=False, progress_bar=False,
+            # the kernel's start-up warnings (e.g. "running over TCP") are noise on the CLI
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
             resources={"metadata": {"path": str(cwd)}},
         )
     except PapermillExecutionError as e:
