@@ -203,6 +203,8 @@ def open_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{mf} is missing; this is not a bundle (export one with `incidentbook bundle export`)") from None
     except json.JSONDecodeError as e:
         raise BundleError(f"{mf} is not valid JSON ({e.msg}); re-export the bundle") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{mf} is not a JSON object; re-export the bundle")
     version = manifest.get("schema_version")
     if not isinstance(version, int):
         raise BundleError(f"{mf} has no integer schema_version; re-export the bundle")
@@ -213,4 +215,9 @@ def open_bundle(path: str | Path) -> Bundle:
         )
     if "window" not in manifest:
         raise BundleError(f"{mf} has no window; re-export the bundle")
+    window = manifest["window"]
+    try:
+        to_utc(window["start"]), to_utc(window["end"])
+    except (TypeError, KeyError, ValueError):
+        raise BundleError(f"{mf} has an unreadable window {window!r}; it needs ISO 8601 start and end") from None
     return Bundle(path=p, manifest=manifest)
