@@ -27,7 +27,14 @@ import pandas as pd
 
 from incidentbook.errors import BadInput
 from incidentbook.telemetry.base import METRIC_FRAME_FIXED, TimeLike
-from incidentbook.telemetry.bundle import DEFAULT_MAX_BYTES, METRIC_COLUMNS, iso, labels_key, to_utc, write_bundle
+from incidentbook.telemetry.bundle import (
+    DEFAULT_MAX_BYTES,
+    METRIC_COLUMNS,
+    iso,
+    labels_key,
+    to_utc,
+    write_bundle,
+)
 from incidentbook.telemetry.prometheus import auto_step
 from incidentbook.telemetry.sources import Telemetry
 

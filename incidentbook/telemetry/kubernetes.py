@@ -14,7 +14,13 @@ from typing import Any
 import pandas as pd
 
 from incidentbook.errors import BadInput, SourceError
-from incidentbook.telemetry.base import CHANGE_COLUMNS, CONTEXT_COLUMNS, EVENT_COLUMNS, SourceStatus, TimeLike
+from incidentbook.telemetry.base import (
+    CHANGE_COLUMNS,
+    CONTEXT_COLUMNS,
+    EVENT_COLUMNS,
+    SourceStatus,
+    TimeLike,
+)
 from incidentbook.telemetry.bundle import to_utc
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"

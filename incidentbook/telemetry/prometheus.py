@@ -113,7 +113,7 @@ def result_to_frame(data: Mapping[str, Any] | Sequence[Mapping[str, Any]],
 
 
 def _strings(arr: pa.Array) -> Any:
-    if _STR == object:  # pandas 2 without the string dtype default
+    if _STR is np.dtype(object) or str(_STR) == "object":  # pandas 2: no string dtype default
         return arr.to_numpy(zero_copy_only=False)
     return pd.array(arr, dtype=_STR)
 

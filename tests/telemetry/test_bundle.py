@@ -78,23 +78,23 @@ def test_newer_schema_version(bundle):
 def test_corrupt_and_missing_parquet(bundle):
     (bundle / "metrics.parquet").write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(BundleError, match="metrics.parquet is not a readable parquet file"):
-        open_bundle(bundle).metrics
+        _ = open_bundle(bundle).metrics
     (bundle / "metrics.parquet").unlink()
     with pytest.raises(BundleError, match="metrics.parquet is missing; re-export"):
-        open_bundle(bundle).metrics
+        _ = open_bundle(bundle).metrics
 
 
 def test_parquet_with_wrong_columns(bundle):
     pd.DataFrame({"timestamp": [T0], "value": [1.0]}).to_parquet(bundle / "metrics.parquet")
     with pytest.raises(BundleError, match=r"lacks columns \['metric', 'labels'\]"):
-        open_bundle(bundle).metrics
+        _ = open_bundle(bundle).metrics
 
 
 def test_bad_jsonl_line_names_file_and_line(bundle):
     with (bundle / "logs.jsonl").open("a") as f:
         f.write("\n{broken\n")
     with pytest.raises(BundleError, match=r"logs.jsonl:3: not valid JSON"):
-        open_bundle(bundle).logs
+        _ = open_bundle(bundle).logs
     with pytest.raises(BundleError, match=r"logs.jsonl:3"):
         Telemetry.from_bundle(bundle)
 

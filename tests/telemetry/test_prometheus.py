@@ -11,13 +11,17 @@ import socket
 import numpy as np
 import pandas as pd
 import pytest
-import requests
 
 from incidentbook.config import SourceConfig
 from incidentbook.errors import BadInput, ConfigError, SourceError
 from incidentbook.telemetry.base import MetricsSource, to_wide
 from incidentbook.telemetry.bundle import labels_key
-from incidentbook.telemetry.prometheus import MAX_POINTS, PrometheusSource, auto_step, result_to_frame
+from incidentbook.telemetry.prometheus import (
+    MAX_POINTS,
+    PrometheusSource,
+    auto_step,
+    result_to_frame,
+)
 from tests.support.promserver import FIXED_NOW, start_prometheus
 from tests.telemetry.loopback import LoopbackServer, Reply
 

@@ -15,7 +15,13 @@ from incidentbook.errors import SourceError
 from incidentbook.telemetry.bundle import labels_key, write_bundle
 from incidentbook.telemetry.changes import ChangesFeed
 from incidentbook.telemetry.prometheus import PrometheusSource
-from incidentbook.telemetry.sources import SOURCES, RecordedEvents, Telemetry, register_source, source_class
+from incidentbook.telemetry.sources import (
+    SOURCES,
+    RecordedEvents,
+    Telemetry,
+    register_source,
+    source_class,
+)
 from tests.telemetry.loopback import LoopbackServer, Reply
 
 T0 = pd.Timestamp("2026-11-23T10:00:00Z")
