@@ -1,0 +1,111 @@
+"""Log evidence: new error templates (drain3, baseline vs incident) and client concentration."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pandas as pd
+
+from incidentbook.agent.base import Evidence
+from incidentbook.agent.checks.common import Finding, Probe
+from incidentbook.analysis.concentration import concentration
+from incidentbook.analysis.logs import looks_like_error, template_shifts
+from incidentbook.telemetry.bundle import iso
+
+SELECTOR = '{service=~".+"}'
+MAX_LINES = 20000
+
+# Words in an error template that name a fault kind (generic vocabulary of common runtimes).
+TEMPLATE_KINDS: tuple[tuple[str, str], ...] = (
+    (r"x509|certificate|tls handshake|ssl", "cert_expiry"),
+    (r"out of memory|oom|memory limit|heap", "memory_leak"),
+    (r"pool (?:exhausted|timeout)|too many connections|acquir\w* (?:a )?connection|connection pool", "db_pool_exhaustion"),
+    (r"rate.?limit|too many requests|throttled client|credential|invalid password|login failed", "abuse"),
+    (r"eviction|evicted|maxmemory|cache miss", "cache_failure"),
+    (r"throttl", "cpu_throttling"),
+)
+CLIENT_KEYS = ("client_ip", "remote_addr", "ip", "client", "user_agent", "ua", "client_id", "api_key")
+_KV = re.compile(r'(\w+)=("[^"]*"|\S+)')
+_STATUS = re.compile(r"\b(?:status|code)[=: ]+\"?(\d{3})")
+
+
+def _fields(line: str) -> dict[str, Any]:
+    s = line.strip()
+    if s.startswith("{"):
+        try:
+            obj = json.loads(s)
+            return obj if isinstance(obj, dict) else {}
+        except ValueError:
+            return {}
+    return {k: v.strip('"') for k, v in _KV.findall(s)}
+
+
+def _kind_of(template: str) -> str:
+    low = template.lower()
+    return next((k for pat, k in TEMPLATE_KINDS if re.search(pat, low)), "")
+
+
+def check_logs(p: Probe, cut: pd.Timestamp) -> list[Finding]:
+    """New or surging error templates per service, and error lines owned by a few clients."""
+    df = p.logs(SELECTOR, p.start, p.end, limit=MAX_LINES)
+    if df.empty or "line" not in df.columns:
+        return []
+    ts = pd.to_datetime(df["timestamp"], utc=True)
+    label_cols = [c for c in df.columns if c not in ("timestamp", "line")]
+    svc = [p.service_of(dict(zip(label_cols, r))) for r in df[label_cols].astype(str).itertuples(index=False)]
+    df = df.assign(_svc=svc, _ts=ts).dropna(subset=["_svc"])
+    base_min = max((cut - p.start).total_seconds() / 60, 1.0)
+    inc_min = max((p.end - cut).total_seconds() / 60, 1.0)
+    out: list[Finding] = []
+    known = set(p.services)
+    for name, g in df.groupby("_svc"):
+        name = str(name)
+        base = g[g["_ts"] < cut]
+        inc = g[g["_ts"] >= cut]
+        if inc.empty:
+            continue
+        query = f'{{service="{name}"}}'
+        shifts = [s for s in template_shifts(base["line"], inc["line"], base_min, inc_min)
+                  if looks_like_error(s.template)]
+        for s in shifts[:3]:
+            kind = _kind_of(s.template)
+            target = name
+            if kind == "cert_expiry":  # a handshake error names the peer whose certificate failed
+                peers = [k for k in known if k != name and re.search(rf"\b{re.escape(k)}\b", s.example)]
+                target = max(peers, key=len) if peers else name
+            onset = inc.loc[inc["line"] == s.example, "_ts"].min()
+            strength = 0.6 if s.novel else min(0.2 + 0.05 * s.ratio, 0.5)
+            out.append(Finding(target, "new error log template" if s.novel else "error log surge", strength,
+                               onset if pd.notna(onset) else None,
+                               Evidence(summary=f"{name} logs: {'new' if s.novel else 'surging'} template "
+                                                f"{s.template!r}: {s.baseline_count} lines before {iso(cut)}, "
+                                                f"{s.incident_count} after", source="logql", query=query,
+                                        value={"template": s.template, "baseline": s.baseline_count,
+                                               "incident": s.incident_count, "example": s.example[:300]}),
+                               kind=kind, detail={"logged_by": name}))
+        out += _client_concentration(name, base, inc, query)
+    return out
+
+
+def _client_concentration(name: str, base: pd.DataFrame, inc: pd.DataFrame, query: str) -> list[Finding]:
+    fields = [_fields(x) for x in inc["line"]]
+    errs = [f for f in fields if str(f.get("status", f.get("code", "")))[:1] in ("4", "5")
+            or str(f.get("level", "")).lower() in ("error", "warn", "warning")]
+    if len(errs) < 20:
+        return []
+    key = next((k for k in CLIENT_KEYS if sum(1 for f in errs if k in f) >= 0.8 * len(errs)), None)
+    if key is None:
+        return []
+    c = concentration(pd.Series([str(f.get(key)) for f in errs]).value_counts())
+    base_errs = sum(1 for x in base["line"] if str(_fields(x).get("status", ""))[:1] in ("4", "5"))
+    if not c or not c.concentrated:
+        return []
+    return [Finding(name, "errors concentrated on few clients", min(0.4 + c.top_share / 2, 1.0),
+                    inc["_ts"].min(),
+                    Evidence(summary=f"{name}: {len(c.top)} {key}s own {c.top_share:.0%} of {len(errs)} failed "
+                                     f"requests in the incident window ({base_errs} before): "
+                                     + ", ".join(f"{k} {v:.0%}" for k, v in c.top),
+                             source="logql", query=query, value={"key": key, "top": c.top, "keys": c.keys}),
+                    kind="abuse")]

@@ -1,0 +1,423 @@
+"""The rules investigator: deterministic checks + the dependency graph -> ranked hypotheses.
+
+It works offline (a replayed bundle) and live (Prometheus, Loki, the cluster) through the same
+`Telemetry` facade, with real PromQL/LogQL, and shows every query it ran next to the numbers
+it got back. It never reads a bundle's ground truth.
+
+How it decides:
+1. Checks score signals per service against a baseline window (the part of the window before
+   the first alert): RED metrics, saturation, cache hit ratio, certificates, rate limiting,
+   client concentration, log-template novelty, recent changes, planned events.
+2. Failure signals (errors, latency, saturation) get an onset each. On the dependency graph, a
+   service whose dependencies went bad no later than it did is a symptom (propagation); the
+   root is where the earliest onset sits with healthy dependencies.
+3. Each root candidate gets a fault kind from its most specific evidence (OOM kills -> leak,
+   hit-ratio collapse -> cache, pool at max -> pool exhaustion, a change on that service just
+   before its onset -> deploy/config/flag, otherwise slow_dependency). Load rises are symptoms:
+   of a cache collapse upstream, of retries, or of a planned event (which is not an incident).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from incidentbook.agent.base import (
+    Evidence,
+    Hypothesis,
+    Investigation,
+    InvestigationContext,
+    Proposal,
+    Signal,
+    investigators,
+)
+from incidentbook.agent.checks import cache, certs, clients, logs, saturation
+from incidentbook.agent.checks import changes as change_check
+from incidentbook.agent.checks.common import Finding, Probe, baseline_end, first
+from incidentbook.agent.checks.context import explains_load, planned_events
+from incidentbook.agent.checks.http import RATE, Red, check_red, code_mix
+from incidentbook.analysis.ranking import callees, callers, place, position
+from incidentbook.telemetry.bundle import iso
+
+#: How much a specific signal says about its fault kind (weights of the evidence, 0..1).
+KIND_WEIGHT = {
+    "cert_expiry": 1.0, "memory_leak": 0.95, "cache_failure": 0.95, "db_pool_exhaustion": 0.85,
+    "abuse": 0.85, "cpu_throttling": 0.75, "bad_deploy": 0.7, "config_change": 0.7, "feature_flag": 0.7,
+    "slow_dependency": 0.5, "unknown": 0.2,
+}
+FAILURE_SIGNALS = ("5xx ratio", "p95 latency")
+#: Saturation a deploy, config edit or flag flip on the same service commonly causes.
+CHANGE_CAUSABLE = {"db_pool_exhaustion", "cpu_throttling"}
+
+
+@dataclass
+class _Candidate:
+    service: str
+    kind: str
+    score: float = 0.0
+    onset: pd.Timestamp | None = None
+    evidence_for: list[Evidence] = field(default_factory=list)
+    evidence_against: list[Evidence] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
+    why: str = ""
+
+
+class RulesInvestigator:
+    """Deterministic, offline investigator (the default `rules`)."""
+
+    name = "rules"
+
+    def __init__(self, max_hypotheses: int = 5, min_confidence: float = 0.05) -> None:
+        self.max_hypotheses = max_hypotheses
+        self.min_confidence = min_confidence
+
+    def investigate(self, ctx: InvestigationContext) -> Investigation:
+        """Run every check over the incident window and return ranked hypotheses."""
+        t0 = time.perf_counter()
+        inv = Investigation(incident_id=ctx.incident_id, investigator=self.name)
+        p = Probe(ctx)
+        try:
+            self._investigate(ctx, p, inv)
+        finally:
+            inv.errors.extend(p.errors)
+            inv.duration_s = round(time.perf_counter() - t0, 3)
+        return inv
+
+    # ------------------------------------------------------------------------------------------
+    def _investigate(self, ctx: InvestigationContext, p: Probe, inv: Investigation) -> None:
+        cut = baseline_end(ctx)
+        inv.notes.append(f"baseline {iso(p.start)} .. {iso(cut)}; incident window {iso(cut)} .. {iso(p.end)}")
+        topo = {k: list(v) for k, v in ctx.topology.items()}
+        events = p.table("events")
+        changes = p.table("changes", p.start - pd.Timedelta("1h"), p.end)
+        planned = [e for e in planned_events(p.table("context"), p.start, p.end) if explains_load(e)]
+
+        red = check_red(p, cut)
+        findings: list[Finding] = list(red.findings)
+        findings += saturation.check_throttling(p, cut)
+        findings += saturation.check_memory(p, cut, events)
+        findings += saturation.check_pools(p, cut)
+        findings += cache.check_cache(p, cut)
+        findings += certs.check_certs(p, cut)
+        findings += _rate_limiting(red)
+        failing = [f for f in findings if f.signal in FAILURE_SIGNALS]
+        findings += clients.check_clients_metrics(p, cut, first(f.onset for f in failing))
+        findings += logs.check_logs(p, cut)
+
+        rate_series = p.per_service(p.range(RATE))
+        cost = saturation.cpu_per_request(p, rate_series, cut)
+        findings = self._explain_load(findings, red, cost, topo, planned, inv)
+
+        by_svc: dict[str, list[Finding]] = defaultdict(list)
+        for f in findings:
+            by_svc[f.service].append(f)
+
+        # where did it start? (failure signals and specific ones, not load rises)
+        onsets: dict[str, pd.Timestamp | None] = {}
+        for svc, fs in by_svc.items():
+            relevant = [f for f in fs if f.generic or f.kind]
+            if relevant and max(f.strength for f in relevant) >= 0.2:
+                onsets[svc] = first(f.onset for f in relevant)
+        placement = place(onsets, topo)
+
+        cands = self._candidates(by_svc, placement, red, changes, topo, onsets)
+        if planned and not cands:
+            self._planned_only(planned, red, inv, ctx)
+            return
+        if planned:
+            inv.notes.append("planned event(s) in the window: " + "; ".join(
+                f"{e['title']} ({e['start']} .. {e['end']})" for e in planned)
+                + " - load increases it explains are not listed as causes")
+        ranked = sorted(cands, key=lambda c: -c.score)[: self.max_hypotheses]
+        total = sum(max(c.score, 0) for c in ranked) or 1.0
+        for i, c in enumerate(ranked):
+            conf = _confidence(c.score, c.score / total)
+            if conf < self.min_confidence and i > 0:
+                continue
+            inv.hypotheses.append(self._hypothesis(i, c, conf, topo, by_svc))
+        if not inv.hypotheses:
+            inv.notes.append("no service left its baseline: nothing to explain in this window")
+
+    # ------------------------------------------------------------------------------------------
+    def _explain_load(self, findings: list[Finding], red: Red, cost: dict[str, float],
+                      topo: dict[str, list[str]], planned: list[dict[str, Any]],
+                      inv: Investigation) -> list[Finding]:
+        """Drop saturation that only follows a load rise the window already explains."""
+        cache_broken = {f.service for f in findings if f.kind == "cache_failure"}
+        abusers = {f.service for f in findings if f.kind == "abuse"}
+        load_up = {svc: a.ratio for svc, a in red.rate.items() if a.onset is not None and a.ratio >= 1.2}
+        out = []
+        for f in findings:
+            svc = f.service
+            explained = ""
+            if planned and f.generic and (svc in load_up or callees(topo, svc) & set(load_up)):
+                big = f.detail.get("change", 0) >= 0.05 or f.detail.get("ratio", 1) >= 4
+                if not big:
+                    inv.notes.append(f"{f.signal} on {svc} follows the planned load increase: symptom, not a cause")
+                    continue
+            if abusers & (callers(topo, svc) | {svc}) and svc in load_up and f.generic:
+                inv.notes.append(f"{f.signal} on {svc} follows its request rate (x{load_up[svc]:.2f}) driven by "
+                                 f"abusive clients at {', '.join(sorted(abusers))}: symptom")
+                continue
+            if f.kind == "cpu_throttling" and svc in load_up and (cost.get(svc, 1.0) < 1.4 or load_up[svc] >= 1.5):
+                explained = (f"throttling on {svc} follows its request rate (x{load_up[svc]:.2f}) with flat CPU "
+                             f"per request (x{cost.get(svc, 1.0):.2f}): capacity, not a noisy neighbour")
+            if f.kind == "db_pool_exhaustion" and svc in load_up and planned:
+                explained = f"pool use on {svc} follows its request rate (x{load_up[svc]:.2f})"
+            if explained and planned:
+                inv.notes.append(explained + "; the planned event explains the load")
+                continue
+            if explained and cache_broken & (callees(topo, svc) | {svc}):
+                inv.notes.append(explained + "; the load comes from cache misses")
+                continue
+            if explained and abusers & (callers(topo, svc) | {svc}):
+                inv.notes.append(explained + f"; the load comes from abusive clients at {', '.join(sorted(abusers))}")
+                continue
+            if explained:
+                f.strength *= 0.4
+                f.detail["load_driven"] = explained
+            out.append(f)
+        return out
+
+    def _candidates(self, by_svc: dict[str, list[Finding]], placement: dict[str, Any], red: Red,
+                    changes: pd.DataFrame, topo: dict[str, list[str]],
+                    onsets: dict[str, pd.Timestamp | None]) -> list[_Candidate]:
+        cands: dict[tuple[str, str], _Candidate] = {}
+        earliest = first(onsets.values())
+
+        def cand(svc: str, kind: str) -> _Candidate:
+            return cands.setdefault((svc, kind), _Candidate(svc, kind, onset=onsets.get(svc)))
+
+        for svc, fs in by_svc.items():
+            generic = [f for f in fs if f.generic]
+            gen_strength = max((f.strength for f in generic), default=0.0)
+            pl = placement.get(svc)
+            is_root = bool(pl and pl.is_root)
+            kinds = {f.kind for f in fs if f.kind}
+            onset = onsets.get(svc) or first(f.onset for f in fs)
+            near = change_check.changes_near(changes, svc, onset)
+            for kind in kinds:
+                spec = [f for f in fs if f.kind == kind]
+                c = cand(svc, kind)
+                c.score += KIND_WEIGHT.get(kind, 0.5) * max(f.strength for f in spec) * 1.6
+                c.evidence_for += [f.evidence for f in spec]
+                c.signals += [Signal(f.signal, svc, "cause", iso(f.onset) if f.onset is not None else None,
+                                     f.evidence.query) for f in spec]
+            if generic or kinds:
+                # a change on this service right before it went bad
+                for m in near[:2]:
+                    kind = change_check.fault_kind_of(m.kind)
+                    c = cand(svc, kind)
+                    c.score += 0.9 * m.score + 0.4 * gen_strength
+                    # saturation a change can cause is evidence for the change, not a cause of its own
+                    for sk in kinds & CHANGE_CAUSABLE:
+                        spec = max(f.strength for f in fs if f.kind == sk)
+                        c.score += 0.8 * spec * m.score
+                        other = cand(svc, sk)
+                        other.score -= 0.4 * m.score
+                        other.evidence_against.append(Evidence(
+                            summary=f"a {m.kind} on {svc} just before the onset can explain the {sk.replace('_', ' ')}",
+                            source="changes"))
+                    c.evidence_for.append(change_check.change_evidence(m))
+                    c.evidence_for += [f.evidence for f in generic]
+                    c.signals += [Signal(f.signal, svc, "cause", iso(f.onset) if f.onset is not None else None,
+                                         f.evidence.query) for f in generic]
+                if generic and not kinds and not near:
+                    kind = "slow_dependency" if any(f.signal == "p95 latency" for f in generic) else "unknown"
+                    c = cand(svc, kind)
+                    c.score += 0.5 * gen_strength
+                    c.evidence_for += [f.evidence for f in generic]
+                    c.signals += [Signal(f.signal, svc, "cause", iso(f.onset) if f.onset is not None else None,
+                                         f.evidence.query) for f in generic]
+            for c in [c for (s, _), c in cands.items() if s == svc]:
+                if is_root:
+                    c.score += 0.5
+                    c.evidence_for.append(Evidence(
+                        summary=f"{svc}'s dependencies ({', '.join(sorted(callees(topo, svc))) or 'none'}) "
+                                f"show no earlier failure", source="rule"))
+                elif pl is not None:
+                    c.score -= 0.25 if kinds else 0.6
+                    c.evidence_against.append(Evidence(
+                        summary=f"{svc}'s dependencies {', '.join(pl.explained_by)} went bad no later than it "
+                                f"did: its errors may be propagation", source="rule"))
+                if c.onset is not None and earliest is not None:
+                    lag = (c.onset - earliest).total_seconds() / 60
+                    c.score -= min(max(lag, 0) / 10, 0.4)
+                if generic:
+                    c.score += 0.3 * gen_strength
+                if not near and c.kind in ("bad_deploy", "config_change", "feature_flag"):
+                    c.evidence_against.append(Evidence(summary=f"no change on {svc} close before its onset",
+                                                       source="changes"))
+            # a failing edge: callers fail on this service while its own traffic drops
+            drop = red.rate_down.get(svc)
+            if drop is not None and drop.onset is not None and drop.ratio <= 0.7:
+                failing_callers = [c for c in callers(topo, svc)
+                                   if any(f.generic for f in by_svc.get(c, []))]
+                if failing_callers:
+                    for c in [c for (s, _), c in cands.items() if s == svc]:
+                        c.score += 0.4
+                        c.evidence_for.append(Evidence(
+                            summary=f"{svc}'s request rate fell to x{drop.ratio:.2f} while its callers "
+                                    f"{', '.join(sorted(failing_callers))} fail: requests stop reaching it",
+                            source="promql", query=RATE))
+        for c in cands.values():
+            mix = code_mix(red, c.service)
+            if mix:
+                c.evidence_for.append(Evidence(summary=f"{c.service} non-2xx responses in the incident window: {mix}",
+                                               source="promql",
+                                               query='sum by (service, code) (rate(http_requests_total{code=~"4..|5.."}[2m]))'))
+        return [c for c in cands.values() if c.score > 0]
+
+    def _planned_only(self, planned: list[dict[str, Any]], red: Red, inv: Investigation,
+                      ctx: InvestigationContext) -> None:
+        ev = planned[0]
+        rises = sorted(((s, a) for s, a in red.rate.items() if a.ratio >= 1.15), key=lambda x: -x[1].ratio)
+        err = max((a.level for a in red.errors.values()), default=0.0)
+        inv.notes.append(
+            f"planned event {ev['title']!r} ({ev['kind']}, {ev['start']} .. {ev['end']}) covers the window and "
+            f"explains the load: " + (", ".join(f"{s} x{a.ratio:.2f}" for s, a in rises[:4]) or "no rise measured")
+            + f"; 5xx ratio stays at most {err:.2%}. Not an incident cause: no cause hypothesis opened.")
+        svc = rises[0][0] if rises else (ev.get("services") or [""])[0]
+        h = Hypothesis(
+            id="h1", statement=f"expected load from the planned event {ev['title']!r}, not a fault",
+            service=str(svc), fault_kind="planned_load", role="symptom", position="root",
+            confidence=0.8,
+            evidence_for=[Evidence(summary=f"planned: {ev['title']} {ev['start']} .. {ev['end']}", source="context",
+                                   value=ev)] + [Evidence(summary=f"{s}: requests/s x{a.ratio:.2f}", source="promql",
+                                                          query=RATE, value={"ratio": round(a.ratio, 3)})
+                                                 for s, a in rises[:4]],
+            signals=[Signal("request rate rise", s, "symptom", iso(a.onset) if a.onset is not None else None, RATE)
+                     for s, a in rises[:4]])
+        h.proposals = [Proposal(id="h1-p1", title="Traffic and errors by service",
+                                code=f"%promql {RATE}\n", rationale="confirm errors stay flat while traffic rises",
+                                hypothesis="h1")]
+        inv.hypotheses.append(h)
+
+    def _hypothesis(self, i: int, c: _Candidate, conf: float, topo: dict[str, list[str]],
+                    by_svc: dict[str, list[Finding]]) -> Hypothesis:
+        hid = f"h{i + 1}"
+        signals = list(c.signals)
+        explained = []
+        for svc, fs in by_svc.items():
+            if svc == c.service:
+                continue
+            pos = position(topo, c.service, svc)
+            if pos == "unknown":
+                continue
+            for f in fs:
+                if f.generic or f.signal.startswith("request rate"):
+                    signals.append(Signal(f"{f.signal} ({pos})", svc, "symptom",
+                                          iso(f.onset) if f.onset is not None else None, f.evidence.query))
+                    explained.append(svc)
+        seen = set()
+        uniq = []
+        for s in signals:
+            key = (s.name, s.service)
+            if key not in seen:
+                seen.add(key)
+                uniq.append(s)
+        text = _STATEMENTS.get(c.kind, "{svc}: {kind}").format(svc=c.service, kind=c.kind)
+        if explained:
+            text += f"; explains symptoms in {', '.join(sorted(set(explained))[:5])}"
+        ev_for = _dedupe(c.evidence_for)
+        return Hypothesis(id=hid, statement=text, service=c.service, fault_kind=c.kind, role="cause",
+                          position="root", confidence=conf, evidence_for=ev_for,
+                          evidence_against=_dedupe(c.evidence_against), signals=uniq,
+                          proposals=_proposals(hid, c))
+
+
+def _rate_limiting(red: Red) -> list[Finding]:
+    """429s or 401 storms: someone is being throttled or refused, which points at the clients."""
+    out = []
+    for svc, codes in red.codes.items():
+        total = red.rate.get(svc)
+        level = total.level if total is not None else 0.0
+        n429 = codes.get("429", 0.0)
+        if level > 0 and n429 / level >= 0.05:
+            out.append(Finding(svc, "rate limiting (429)", min(n429 / level * 2, 1.0), total.onset if total else None,
+                               Evidence(summary=f"{svc}: {n429:.1f}/s 429 responses ({n429 / level:.0%} of requests)",
+                                        source="promql",
+                                        query=f'sum by (service, code) (rate(http_requests_total{{service="{svc}", code="429"}}[2m]))',
+                                        value={"per_s": round(n429, 3), "share": round(n429 / level, 4)}),
+                               kind="abuse"))
+    return out
+
+
+def _confidence(score: float, share: float) -> float:
+    """Map a rule score (and its share of all scores) to a probability-like number in [0, 1]."""
+    base = 1 / (1 + np.exp(-2.2 * (score - 1.0)))
+    return round(float(min(0.97, 0.6 * base + 0.4 * share)), 3)
+
+
+def _dedupe(items: list[Evidence]) -> list[Evidence]:
+    seen, out = set(), []
+    for e in items:
+        if e.summary not in seen:
+            seen.add(e.summary)
+            out.append(e)
+    return out
+
+
+_STATEMENTS = {
+    "bad_deploy": "{svc}: a recent rollout introduced errors or latency",
+    "cache_failure": "{svc}: the cache stopped serving hits; callers and the database feel the misses",
+    "memory_leak": "{svc}: memory grows to the limit; containers are OOMKilled and restart",
+    "db_pool_exhaustion": "{svc}: its database connection pool is saturated; requests wait and fail",
+    "cpu_throttling": "{svc}: CPU quota throttling slows every request",
+    "slow_dependency": "{svc}: got slow; callers time out on it",
+    "abuse": "{svc}: errors and load concentrate on a few clients (abuse), not a code bug",
+    "config_change": "{svc}: a configuration change broke it",
+    "feature_flag": "{svc}: a feature-flag change broke it",
+    "cert_expiry": "{svc}: its TLS certificate expired; callers fail the handshake",
+    "unknown": "{svc}: failing, cause not yet explained",
+}
+
+_CONFIRM = {
+    "bad_deploy": ('sum by (pod) (rate(http_requests_total{{service="{svc}", code=~"5.."}}[5m]))',
+                   "5xx by pod: are only the new pods failing?"),
+    "cache_failure": ('sum by (service) (rate(redis_keyspace_misses_total{{service="{svc}"}}[5m])) / '
+                      'sum by (service) (rate(redis_keyspace_hits_total{{service="{svc}"}}[5m]) + '
+                      'rate(redis_keyspace_misses_total{{service="{svc}"}}[5m]))', "miss ratio over time"),
+    "memory_leak": ('max by (pod) (container_memory_working_set_bytes{{service="{svc}"}})',
+                    "working set per pod: does it climb until a restart?"),
+    "db_pool_exhaustion": ('max by (pod) (db_pool_connections_in_use{{service="{svc}"}})',
+                           "connections in use per pod against the pool maximum"),
+    "cpu_throttling": ('sum by (pod) (rate(container_cpu_cfs_throttled_periods_total{{service="{svc}"}}[5m])) / '
+                       'sum by (pod) (rate(container_cpu_cfs_periods_total{{service="{svc}"}}[5m]))',
+                       "throttled share of CFS periods per pod"),
+    "slow_dependency": ('histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket'
+                        '{{service="{svc}"}}[5m])))', "p95 latency of the suspected slow service"),
+    "abuse": ('sum by (service, code) (rate(http_requests_total{{service="{svc}", code=~"4.."}}[5m]))',
+              "4xx by code: rate limiting and refused logins"),
+    "config_change": ('sum by (route, code) (rate(http_requests_total{{service="{svc}", code=~"5.."}}[5m]))',
+                      "5xx by route: is one upstream call path failing?"),
+    "feature_flag": ('sum by (service) (rate(db_query_duration_seconds_count{{service="{svc}"}}[5m]))',
+                     "database queries per second from the flagged service"),
+    "cert_expiry": ('probe_ssl_earliest_cert_expiry{{service="{svc}"}} - time()',
+                    "seconds until (negative: since) the certificate expiry"),
+    "unknown": ('sum by (code) (rate(http_requests_total{{service="{svc}"}}[5m]))', "responses by code"),
+}
+
+
+def _proposals(hid: str, c: _Candidate) -> list[Proposal]:
+    """One to three read-only cells that confirm or refute the hypothesis."""
+    q, why = _CONFIRM.get(c.kind, _CONFIRM["unknown"])
+    out = [Proposal(id=f"{hid}-p1", title=why, code=f"%promql {q.format(svc=c.service)}\n",
+                    rationale=f"confirm {c.kind} on {c.service}: {why}", hypothesis=hid)]
+    out.append(Proposal(id=f"{hid}-p2", title=f"{c.service} errors by code",
+                        code=f'%promql sum by (code) (rate(http_requests_total{{service="{c.service}"}}[5m]))\n',
+                        rationale="refute: if the error mix did not change at the onset, look elsewhere",
+                        hypothesis=hid))
+    if c.kind in ("bad_deploy", "config_change", "feature_flag"):
+        out.append(Proposal(id=f"{hid}-p3", title=f"recent changes on {c.service}",
+                            code=("tel.changes(window_start, window_end, service=" + repr(c.service) + ")\n"),
+                            rationale="which change landed right before the onset, and who made it",
+                            hypothesis=hid))
+    return out
+
+

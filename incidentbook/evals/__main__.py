@@ -1,0 +1,33 @@
+"""`python -m incidentbook.evals [--investigator NAME] [--seeds 1,2,3] [--json] [CASES…]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from incidentbook.errors import IncidentbookError
+from incidentbook.evals.runner import DEFAULT_SEEDS, run_eval
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run an eval and print the table (or the JSON document)."""
+    ap = argparse.ArgumentParser(prog="python -m incidentbook.evals", description=__doc__)
+    ap.add_argument("cases", nargs="*", type=Path, help="bundle directories (default: generate the scenario suite)")
+    ap.add_argument("--investigator", default="rules")
+    ap.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="comma-separated seeds")
+    ap.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        rep = run_eval(a.cases or None, a.investigator, [int(s) for s in a.seeds.split(",") if s], a.scenario)
+    except IncidentbookError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(json.dumps(rep.to_dict(), indent=2) if a.json else rep.table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Replay cases (bundles with ground truth) against an investigator and score the ranking.
+
+A case is a bundle directory whose `manifest.json` holds `ground_truth`. Only this module reads
+the ground truth; the investigator gets the same context it would get in a real incident (the
+alerts, the window, the services and topology, and telemetry replayed from the bundle).
+
+Scoring: a hypothesis matches when its service AND fault kind equal the ground truth's. `rank`
+is the 1-based position of the first match (None for a miss). A case that is not an incident
+(`is_incident: false`, e.g. a planned launch) is right (rank 1) when the investigator opens no
+cause hypothesis at all, and wrong otherwise. `mean_rank` counts a miss as MISS_RANK.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from incidentbook.agent.base import Investigation, InvestigationContext, investigators
+from incidentbook.errors import BadInput, BundleError
+from incidentbook.telemetry.bundle import open_bundle
+
+DEFAULT_SEEDS = (1, 2, 3)
+MISS_RANK = 6
+
+
+@dataclass
+class CaseResult:
+    """One case's outcome."""
+
+    case: str
+    expected: str  # "service:fault_kind"
+    ranked: list[str]  # the investigator's hypotheses, best first, as "service:fault_kind"
+    rank: int | None
+    seconds: float
+    is_incident: bool = True
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalReport:
+    """Scores of one investigator over a set of cases."""
+
+    investigator: str
+    cases: list[CaseResult]
+
+    @property
+    def ac1(self) -> float:
+        """Share of cases whose top hypothesis is right."""
+        return _share(self.cases, 1)
+
+    @property
+    def ac3(self) -> float:
+        """Share of cases with a right hypothesis in the top three."""
+        return _share(self.cases, 3)
+
+    @property
+    def mean_rank(self) -> float:
+        """Mean rank of the right hypothesis (a miss counts as MISS_RANK)."""
+        if not self.cases:
+            return float("nan")
+        return round(sum(c.rank or MISS_RANK for c in self.cases) / len(self.cases), 3)
+
+    @property
+    def false_alarms(self) -> int:
+        """Non-incident cases (planned load) where a cause hypothesis was opened anyway."""
+        return sum(1 for c in self.cases if not c.is_incident and c.rank is None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `eval --json` document."""
+        secs = [c.seconds for c in self.cases]
+        return {"investigator": self.investigator, "cases": [asdict(c) for c in self.cases],
+                "ac1": self.ac1, "ac3": self.ac3, "mean_rank": self.mean_rank,
+                "false_alarms": self.false_alarms,
+                "seconds_mean": round(sum(secs) / len(secs), 3) if secs else 0.0,
+                "seconds_max": round(max(secs), 3) if secs else 0.0}
+
+    def table(self) -> str:
+        """A Markdown table of the cases and the totals."""
+        rows = ["| case | expected | top hypothesis | rank | s |", "|---|---|---|---|---|"]
+        for c in self.cases:
+            top = c.ranked[0] if c.ranked else "(no cause)"
+            rows.append(f"| {c.case} | {c.expected} | {top} | {c.rank or 'miss'} | {c.seconds:.2f} |")
+        rows.append(f"\nAC@1 {self.ac1:.3f} · AC@3 {self.ac3:.3f} · mean rank {self.mean_rank} · "
+                    f"false alarms on planned load {self.false_alarms} · {len(self.cases)} cases")
+        return "\n".join(rows)
+
+
+def _share(cases: Sequence[CaseResult], k: int) -> float:
+    if not cases:
+        return float("nan")
+    return round(sum(1 for c in cases if c.rank is not None and c.rank <= k) / len(cases), 3)
+
+
+def _alerts(bundle_dir: Path) -> list[dict[str, Any]]:
+    """Alerts recorded next to a bundle (Alertmanager webhook payloads), as context alerts."""
+    out = []
+    for p in sorted(bundle_dir.glob("*.json")) + sorted((bundle_dir / "alerts").glob("*.json")):
+        if p.name == "manifest.json":
+            continue
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        docs = doc if isinstance(doc, list) else [doc]
+        for d in docs:
+            if isinstance(d, dict) and isinstance(d.get("alerts"), list):
+                for a in d["alerts"]:
+                    out.append({"labels": a.get("labels", {}), "annotations": a.get("annotations", {}),
+                                "starts_at": a.get("startsAt") or a.get("starts_at")})
+    return out
+
+
+def context_from_bundle(bundle_dir: str | Path, incident_id: str | None = None,
+                        alerts: list[dict[str, Any]] | None = None) -> InvestigationContext:
+    """The investigation context of a bundle: window, services, topology, alerts, replayed telemetry."""
+    from incidentbook.telemetry.sources import Telemetry
+
+    b = open_bundle(bundle_dir)
+    m = b.manifest
+    return InvestigationContext(
+        incident_id=incident_id or Path(bundle_dir).name, alerts=alerts if alerts is not None else _alerts(b.path),
+        window_start=m["window"]["start"], window_end=m["window"]["end"],
+        telemetry=Telemetry.from_bundle(b.path), services=b.services, topology=b.topology,
+        namespace=str(m.get("namespace", "")))
+
+
+def expected_of(bundle_dir: str | Path) -> tuple[str, bool]:
+    """`service:fault_kind` and is_incident from a case's ground truth."""
+    gt = open_bundle(bundle_dir).manifest.get("ground_truth")
+    if not gt:
+        raise BadInput(f"{bundle_dir} has no ground_truth in manifest.json; only simulated or archived "
+                       f"incidents with a known root cause can be eval cases")
+    kind = gt.get("fault_kind", "unknown")
+    return f"{gt.get('root_cause_service', '')}:{kind}", bool(gt.get("is_incident", kind != "planned_load"))
+
+
+def score_case(inv: Investigation, expected: str, is_incident: bool) -> tuple[list[str], int | None]:
+    """The ranked `service:kind` list and the rank of the right answer."""
+    ranked = [f"{h.service}:{h.fault_kind}" for h in inv.hypotheses if h.role == "cause"]
+    if not is_incident:
+        return ranked, None if ranked else 1
+    return ranked, next((i + 1 for i, r in enumerate(ranked) if r == expected), None)
+
+
+def run_case(bundle_dir: str | Path, investigator: Any) -> CaseResult:
+    """Run one investigator over one case and score it."""
+    expected, is_incident = expected_of(bundle_dir)
+    ctx = context_from_bundle(bundle_dir)
+    t0 = time.perf_counter()
+    inv = investigator.investigate(ctx)
+    secs = time.perf_counter() - t0
+    ranked, rank = score_case(inv, expected, is_incident)
+    return CaseResult(Path(bundle_dir).name, expected, ranked, rank, round(secs, 3), is_incident,
+                      inv.notes, inv.errors)
+
+
+def generate_suite(out_dir: str | Path, seeds: Iterable[int] = DEFAULT_SEEDS,
+                   names: Iterable[str] | None = None) -> list[Path]:
+    """Generate every scenario (or `names`) for each seed under `out_dir`; returns the bundle dirs."""
+    from incidentbook.scenarios import generate, list_scenarios
+
+    names = list(names) if names is not None else [s.name for s in list_scenarios()]
+    out = []
+    for seed in seeds:
+        for name in names:
+            g = generate(name, Path(out_dir) / f"{name}-s{seed}", seed=seed)
+            out.append(Path(getattr(g, "bundle_dir", g)))
+    return out
+
+
+def run_eval(cases: list[Path] | None = None, investigator: str = "rules",
+             seeds: Iterable[int] = DEFAULT_SEEDS, names: Iterable[str] | None = None) -> EvalReport:
+    """Score `investigator` over `cases`; with none, over the scenario suite at `seeds`."""
+    factory = investigators.get(investigator)
+    inv = factory() if isinstance(factory, type) else factory
+    if cases:
+        missing = [str(c) for c in cases if not (Path(c) / "manifest.json").exists()]
+        if missing:
+            raise BundleError(f"not a bundle: {', '.join(missing)}; give bundle directories holding manifest.json")
+        return EvalReport(investigator, [run_case(c, inv) for c in cases])
+    with tempfile.TemporaryDirectory(prefix="incidentbook-eval-") as tmp:
+        bundles = generate_suite(tmp, seeds, names)
+        return EvalReport(investigator, [run_case(b, inv) for b in bundles])
