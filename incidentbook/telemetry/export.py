@@ -181,3 +181,47 @@ def iso_ns(value: Any) -> str:
     """ISO 8601 UTC keeping sub-millisecond digits (log order within a millisecond survives)."""
     ts = to_utc(value)
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond:06d}{ts.nanosecond:03d}Z"
+
+
+INCIDENT_LOOKBACK = pd.Timedelta(hours=1)
+INCIDENT_LOOKAHEAD = pd.Timedelta(minutes=30)
+
+
+def export_incident_bundle(cfg: Any, store: Any, incident_id: str, out: str | Path,
+                           redact: Callable[[str], str] | None = None,
+                           max_bytes: int = DEFAULT_MAX_BYTES) -> Path:
+    """Export an incident's window (`incidentbook bundle export ID OUT`) and note it on its timeline.
+
+    The window runs from an hour before the first alert to 30 minutes after the last one (or to
+    when the incident closed, or now). An incident opened from a replayed bundle is exported from
+    that bundle (keeping its window, topology and ground truth); otherwise from the configured
+    sources. Services are the incident's `service` plus every alert's `service` label.
+    """
+    incident = store.get_incident(incident_id)
+    alerts = store.alerts(incident_id)
+    services = sorted({s for s in [incident.service, *(a.labels.get("service", "") for a in alerts)] if s})
+    extra: dict[str, Any] = {"incident": {"id": incident.id, "title": incident.title,
+                                          "alertname": incident.alertname, "severity": incident.severity}}
+    topology: dict[str, list[str]] = {}
+    if incident.bundle:
+        telemetry = Telemetry.from_bundle(incident.bundle)
+        src = telemetry.bundle
+        start, end = src.window
+        services = sorted(set(services) | set(src.services))
+        topology = src.topology
+        extra["ground_truth"] = src.manifest.get("ground_truth")
+    else:
+        telemetry = Telemetry.from_config(cfg)
+        starts = [to_utc(a.starts_at) for a in alerts] or [to_utc(incident.created)]
+        start = min(starts) - INCIDENT_LOOKBACK
+        # A closed incident: up to its close. An open one: up to now (what is known so far).
+        stop = to_utc(incident.closed_at) if incident.closed_at else pd.Timestamp.now(tz="UTC")
+        end = max(stop, max(starts) + INCIDENT_LOOKAHEAD) if incident.closed_at else stop
+    if not services:
+        raise BadInput(f"incident {incident_id} names no service (no `service` label on its alerts); "
+                       f"call export_bundle with the services to include")
+    path = export_bundle(telemetry, out, start, end, services, namespace=incident.namespace or None,
+                         topology=topology, redact=redact, max_bytes=max_bytes, extra_manifest=extra)
+    store.add_event(incident_id, "bundle_exported", f"telemetry bundle exported to {path}",
+                    data={"path": str(path), "services": services})
+    return path
