@@ -150,6 +150,11 @@ QUERIES = [
     'timestamp(rate(http_requests_total[5m]))',
     'sort(memory_bytes)',
     'sort_desc(sum by (service) (rate(http_requests_total[5m])))',
+    # the @ modifier
+    f"memory_bytes @ {FIXED_NOW - 3600}",
+    f"avg_over_time(cpu_ratio[10m] @ {FIXED_NOW - 3600})",
+    "memory_bytes @ end()",
+    "max_over_time(memory_bytes[5m] @ start())",
     # errors both sides must raise
     '{__name__=~"memory_bytes|cpu_ratio"} * 2',
     'memory_bytes / on(service) memory_bytes',

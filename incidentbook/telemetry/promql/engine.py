@@ -47,6 +47,8 @@ def parse(promql: str) -> Any:
     try:
         return promql_parser.parse(promql)
     except ValueError as e:
+        if "unknown function with name 'holt_winters'" in str(e):
+            raise unsupported("function holt_winters()") from None
         raise BadInput(f"bad PromQL {promql!r}: {e}") from None
 
 
