@@ -23,7 +23,12 @@ from incidentbook.actions.guard import (
     scale,
     set_context_provider,
 )
-from incidentbook.actions.policy import ACTION_KINDS, ActionsConfig, EnvironmentPolicy, load_actions_config
+from incidentbook.actions.policy import (
+    ACTION_KINDS,
+    ActionsConfig,
+    EnvironmentPolicy,
+    load_actions_config,
+)
 
 
 def verify(path: str | Path | None = None) -> Verification:

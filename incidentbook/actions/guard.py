@@ -22,7 +22,13 @@ from typing import Any
 from incidentbook.actions.audit import AuditLog
 from incidentbook.actions.kube import KubeExecutor, Plan, api_client
 from incidentbook.actions.policy import ActionsConfig, EnvironmentPolicy
-from incidentbook.errors import ActionDenied, ApprovalRequired, BadInput, IncidentbookError, NotFound
+from incidentbook.errors import (
+    ActionDenied,
+    ApprovalRequired,
+    BadInput,
+    IncidentbookError,
+    NotFound,
+)
 
 
 def current_user() -> str:

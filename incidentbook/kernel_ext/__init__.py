@@ -27,9 +27,11 @@ def get_session(shell: Any = None) -> Any:
     return state["session"] if state else None
 
 
-def _one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> list[str]:
-    # Expected errors (bad input, policy denials, approval needed) show as one line, not a traceback.
-    return [f"{etype.__name__}: {value}"]
+def _one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None) -> None:
+    """Show an expected error (bad input, policy denial, approval needed) as one line, no traceback."""
+    # IPython ignores what a custom handler returns, so show it here; in a kernel this is an
+    # `error` output (papermill and nbclient see the cell failed), in a terminal one printed line.
+    shell._showtraceback(etype, value, [f"{etype.__name__}: {value}"])
 
 
 def _action_context(session: Any) -> Any:
@@ -50,7 +52,8 @@ def _action_context(session: Any) -> Any:
             session.record(kind, summary, data, quiet=True)
 
     return ActionContext(user=current_user(), headless=session.headless, audit_path=cfg.audit_log,
-                         config=load_actions_config(cfg), incident_id=iid, default_namespace=ns,
+                         config=session.actions_config or load_actions_config(cfg),
+                         incident_id=iid, default_namespace=ns,
                          propose=lambda p: session.propose(p), record=record, show=print,
                          executor_factory=session.executor_factory)
 

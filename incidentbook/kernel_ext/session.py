@@ -51,6 +51,8 @@ class Session:
         self._warned = False
         #: Builds the actions executor (None: a Kubernetes client from the [actions] settings).
         self.executor_factory: Any = None
+        #: The [actions] policy (None: read from incidentbook.toml when an action runs).
+        self.actions_config: Any = None
 
     # -- config, store, incident ---------------------------------------------------------------
     @property
