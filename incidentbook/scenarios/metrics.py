@@ -134,7 +134,7 @@ def render_series(sim: Sim) -> list[Series]:
                     live * svc.mem_limit_mb * 1024 * 1024)
             out.add("kube_pod_container_resource_limits", {**cbase, "resource": "cpu", "unit": "core"}, live * svc.cpu_limit)
             restarts = np.full(T, float(p.restarts_before))
-            for i, d in p.restarts:
+            for i, _d in p.restarts:
                 restarts[min(i + 1, T - 1):] += 1
             out.add("kube_pod_container_status_restarts_total", cbase, restarts * live)
             if p.oom:

@@ -107,6 +107,7 @@ def simulate(system: System, fault: FaultSpec, t: np.ndarray, seed: int) -> Sim:
         backend = route.via or ""
         notes["clients"] = list(ABUSE_CLIENTS[: int(rng.integers(3, 6))])
         if backend:
+            scale_ups[backend] = (o + 16, 1)  # the autoscaler reacts to the CPU
             mods.own_err[backend] = ramp(T, o + 4, 6, 0.09)
             mods.cpu_mult[backend] = 1 + ramp(T, o, 4, 1.8)
             mods.lat_mult[backend] = 1 + ramp(T, o, 4, 1.5)
@@ -181,7 +182,7 @@ def simulate(system: System, fault: FaultSpec, t: np.ndarray, seed: int) -> Sim:
     entry = {e: svcs[e].entry_rps * entry_shape * mods.entry_mult for e in edge}
     res = propagate(system, T, entry, mods, pods, rng, fault)
     # 4xx the propagation does not model: rate limiting and failed logins
-    for n, s in svcs.items():
+    for n in svcs:
         if n in res["codes"]:
             nr = res["codes"][n]["500"].shape[0]
             res["codes"][n]["404"] = np.full((nr, T), 0.004)

@@ -228,7 +228,6 @@ def propagate(system: System, T: int, entry: dict[str, np.ndarray], mods: Mods, 
     nominal = {n: float(s.replicas) for n, s in svcs.items()}
     cache_of = {n: next((c.target for c in s.calls if svcs[c.target].kind == "cache"), None)
                 for n, s in svcs.items()}
-    db_name = next(iter(system.of_kind("db")), None)
     queue_name = next(iter(system.of_kind("queue")), None)
     fail_to: dict[tuple[str, str], np.ndarray] = {}
     res: dict[str, Any] = {}
