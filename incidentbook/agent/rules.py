@@ -151,10 +151,30 @@ class RulesInvestigator:
         cache_broken = {f.service for f in findings if f.kind == "cache_failure"}
         abusers = {f.service for f in findings if f.kind == "abuse"}
         load_up = {svc: a.ratio for svc, a in red.rate.items() if a.onset is not None and a.ratio >= 1.2}
+        # A cache that stops hitting sends its callers' reads to the backing store: the callers, the
+        # store and everyone else using the store feel it. Those are symptoms of the cache.
+        victims: dict[str, str] = {}
+        for c in cache_broken:
+            direct = {n for n, deps in topo.items() if c in deps}
+            store = {d for n in direct for d in topo.get(n, []) if d != c}
+            for n, deps in topo.items():
+                if n in direct or set(deps) & store:
+                    victims[n] = c
+            for d in store:
+                victims[d] = c
+        noted: set[str] = set()
         out = []
         for f in findings:
             svc = f.service
             explained = ""
+            if svc in victims and f.kind not in ("cache_failure", "memory_leak", "cert_expiry", "abuse") \
+                    and (f.generic or f.kind):
+                f.strength *= 0.35
+                f.detail["explained_by"] = victims[svc]
+                if svc not in noted:
+                    noted.add(svc)
+                    inv.notes.append(f"{svc}: its anomalies follow the cache hit-ratio collapse on {victims[svc]} "
+                                     f"(misses go to the backing store): symptom, not capacity")
             if planned and f.generic and (svc in load_up or callees(topo, svc) & set(load_up)):
                 big = f.detail.get("change", 0) >= 0.05 or f.detail.get("ratio", 1) >= 4
                 if not big:
@@ -213,7 +233,9 @@ class RulesInvestigator:
                 for m in near[:2]:
                     kind = change_check.fault_kind_of(m.kind)
                     c = cand(svc, kind)
-                    c.score += 0.9 * m.score + 0.4 * gen_strength
+                    # a change on a service whose trouble is propagation is most likely innocent
+                    weight = 1.0 if is_root or pl is None else 0.4
+                    c.score += weight * (0.9 * m.score + 0.4 * gen_strength)
                     # saturation a change can cause is evidence for the change, not a cause of its own
                     for sk in kinds & CHANGE_CAUSABLE:
                         spec = max(f.strength for f in fs if f.kind == sk)
