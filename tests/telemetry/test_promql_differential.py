@@ -150,6 +150,16 @@ QUERIES = [
     'timestamp(rate(http_requests_total[5m]))',
     'sort(memory_bytes)',
     'sort_desc(sum by (service) (rate(http_requests_total[5m])))',
+    # trigonometry and dates
+    'sin(cpu_ratio) + cos(cpu_ratio) - tan(cpu_ratio)',
+    'asin(cpu_ratio) + acos(cpu_ratio) + atan(cpu_ratio)',
+    'sinh(cpu_ratio) + cosh(cpu_ratio) + tanh(cpu_ratio) + asinh(cpu_ratio) + atanh(cpu_ratio)',
+    'acosh(cpu_ratio + 1)',
+    'deg(cpu_ratio) + rad(cpu_ratio) * pi()',
+    'minute()', 'hour()', 'day_of_week()', 'day_of_month()', 'day_of_year()', 'days_in_month()',
+    'month()', 'year()',
+    'hour(timestamp(memory_bytes))',
+    'day_of_week(memory_bytes / 1000)',
     # the @ modifier
     f"memory_bytes @ {FIXED_NOW - 3600}",
     f"avg_over_time(cpu_ratio[10m] @ {FIXED_NOW - 3600})",

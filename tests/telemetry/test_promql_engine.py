@@ -108,11 +108,12 @@ def test_malformed_promql_is_bad_input_with_the_parser_message(src: ReplaySource
 
 @pytest.mark.parametrize("q", [
     "req_total[5m:1m]",
-    "day_of_month()",
+    "limitk(1, temp)",
+    "sort_by_label(temp)",
     "holt_winters(temp[10m], 0.5, 0.5)",
     f"rate(req_total[5m] @ {T0 + 300})",
-    "sin(temp)",
-    "hour()",
+    "histogram_count(temp)",
+    "histogram_fraction(0, 1, temp)",
 ])
 def test_unsupported_features_say_so_instead_of_guessing(src: ReplaySource, q: str) -> None:
     with pytest.raises(UnsupportedQuery, match="not supported in replay"):

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import promql_parser
 
 from incidentbook.errors import BadInput, UnsupportedQuery
@@ -257,6 +258,8 @@ class Evaluator:
         args = list(node.args)
         if name in _RANGE_FUNCS:
             return self._range_call(name, args)
+        if name in _ELEMENTWISE:
+            return self._elementwise(args, _ELEMENTWISE[name])
         fn = getattr(self, "_fn_" + name, None)
         if fn is None:
             raise unsupported(f"function {name}()")
@@ -328,6 +331,51 @@ class Evaluator:
 
     def _fn_sgn(self, a: list[Any]) -> Value:
         return self._elementwise(a, np.sign)
+
+    def _fn_deg(self, a: list[Any]) -> Value:
+        return self._elementwise(a, lambda v: v * 180 / math.pi)
+
+    def _fn_rad(self, a: list[Any]) -> Value:
+        return self._elementwise(a, lambda v: v * math.pi / 180)
+
+    def _fn_pi(self, a: list[Any]) -> Value:
+        return Scalar(np.full(self.T, math.pi))
+
+    def _date_fn(self, a: list[Any], part: Callable[[pd.DatetimeIndex], np.ndarray]) -> Value:
+        if not a:
+            secs = self.times // 1000
+            return Vector([()], part(pd.DatetimeIndex(pd.to_datetime(secs, unit="s")))[None, :].astype(float),
+                          np.ones((1, self.T), dtype=bool))
+        vec = self._vector_arg(a[0])
+        if np.isnan(vec.v[vec.m]).any() or np.isinf(vec.v[vec.m]).any():
+            raise unsupported("date functions over NaN or infinite values")
+        secs = np.trunc(np.where(vec.m, vec.v, 0.0)).astype("int64")
+        out = part(pd.DatetimeIndex(pd.to_datetime(secs.ravel(), unit="s"))).reshape(secs.shape).astype(float)
+        return merge_rows([drop_name(ls) for ls in vec.labels], out, vec.m.copy())
+
+    def _fn_minute(self, a: list[Any]) -> Value:
+        return self._date_fn(a, lambda d: np.asarray(d.minute))
+
+    def _fn_hour(self, a: list[Any]) -> Value:
+        return self._date_fn(a, lambda d: np.asarray(d.hour))
+
+    def _fn_day_of_week(self, a: list[Any]) -> Value:
+        return self._date_fn(a, lambda d: (np.asarray(d.day_of_week) + 1) % 7)  # Sunday is 0, as in Go
+
+    def _fn_day_of_month(self, a: list[Any]) -> Value:
+        return self._date_fn(a, lambda d: np.asarray(d.day))
+
+    def _fn_day_of_year(self, a: list[Any]) -> Value:
+        return self._date_fn(a, lambda d: np.asarray(d.day_of_year))
+
+    def _fn_days_in_month(self, a: list[Any]) -> Value:
+        return self._date_fn(a, lambda d: np.asarray(d.days_in_month))
+
+    def _fn_month(self, a: list[Any]) -> Value:
+        return self._date_fn(a, lambda d: np.asarray(d.month))
+
+    def _fn_year(self, a: list[Any]) -> Value:
+        return self._date_fn(a, lambda d: np.asarray(d.year))
 
     def _fn_round(self, a: list[Any]) -> Value:
         to = self._scalar_arg(a[1]) if len(a) > 1 else np.ones(self.T)
@@ -743,6 +791,14 @@ class Evaluator:
                                    "(group_left/group_right)")
                 raise BadInput("multiple matches for labels: grouping labels must ensure unique matches")
         return merge_rows(labels, val, m)
+
+
+# Elementwise math functions beyond the ones with their own methods (Prometheus drops __name__).
+_ELEMENTWISE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "sin": np.sin, "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
+    "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh, "asinh": np.arcsinh, "acosh": np.arccosh,
+    "atanh": np.arctanh,
+}
 
 
 class _Ctx:
