@@ -21,6 +21,7 @@ from incidentbook.scenarios import (
 from incidentbook.scenarios.faults import REMEDIATION_ACTIONS, eligible_targets
 from incidentbook.scenarios.topology import shop_system
 from incidentbook.telemetry.bundle import open_bundle
+
 from .helpers import ALL_NAMES, service_rate
 
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
