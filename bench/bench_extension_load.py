@@ -41,7 +41,6 @@ def main() -> None:
         starts.append(time.perf_counter() - t0)
         try:
             loads.append(_execute(kc, "%load_ext incidentbook"))
-            # Time measured inside the kernel too (no message round trip): a fresh kernel again.
         finally:
             kc.stop_channels()
             km.shutdown_kernel(now=True)
@@ -56,7 +55,7 @@ def main() -> None:
             kc.stop_channels()
             km.shutdown_kernel(now=True)
     ms = lambda xs: statistics.median(xs) * 1000  # noqa: E731
-    print("| measure (median of %d fresh kernels) | ms |" % args.rounds)
+    print(f"| measure (median of {args.rounds} fresh kernels) | ms |")
     print("|---|---|")
     print(f"| bare kernel start (baseline) | {ms(starts):.0f} |")
     print(f"| `%load_ext incidentbook`, request to reply | {ms(loads):.0f} |")

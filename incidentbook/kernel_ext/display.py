@@ -65,7 +65,8 @@ def board_widget(hypotheses: list[dict[str, Any]]) -> Any:
         ev.set_title(1, f"evidence against ({len(h.get('evidence_against', []))})")
         ev.selected_index = None
         rows.append(w.VBox([head, bar, ev], layout=w.Layout(border="1px solid #ddd", padding="4px", margin="4px 0")))
-    return w.VBox(rows or [w.HTML("<i>No hypotheses yet.</i>")])
+    title = w.HTML("<h4 style='margin:4px 0'>Hypotheses</h4>")
+    return w.VBox([title, *(rows or [w.HTML("<i>No hypotheses yet.</i>")])], layout=w.Layout(width="100%"))
 
 
 def show_board(hypotheses: list[dict[str, Any]], notes: list[str] = (), errors: list[str] = (),  # type: ignore[assignment]

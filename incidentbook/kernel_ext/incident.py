@@ -80,8 +80,9 @@ class IncidentMagics(BaseMagics):
         elif not args.all:
             events = [e for e in events if e.kind != "cell_executed"]
         events = events[-(args.limit or self.timeline_limit):]
-        return pd.DataFrame([{"time": e.timestamp, "kind": e.kind, "actor": e.actor, "summary": e.summary}
-                             for e in events], columns=["time", "kind", "actor", "summary"])
+        rows = [{"time": e.timestamp.strftime("%Y-%m-%d %H:%M:%S UTC"), "kind": e.kind, "actor": e.actor,
+                 "summary": e.summary} for e in events]
+        return pd.DataFrame(rows, columns=["time", "kind", "actor", "summary"])
 
     @line_magic
     @one_line_errors

@@ -59,6 +59,7 @@ class QueryMagics(BaseMagics):
     """Read-only queries against the configured sources or the incident's bundle."""
 
     charts = Bool(True, help="Draw a plotly chart for time-series results.").tag(config=True)
+    lead = Unicode("30m", help="How far before the incident window queries start by default (baseline).").tag(config=True)
     default_range = Unicode("", help="Range for queries when no incident window is known, e.g. '1h'.").tag(config=True)
 
     def _range(self, rng: str | None) -> tuple[Any, Any]:
@@ -68,7 +69,10 @@ class QueryMagics(BaseMagics):
         if rng or (not self.session.bound() and self.default_range):
             end_ts = to_utc(end)
             return end_ts - timedelta(seconds=parse_duration(rng or self.default_range)), end_ts
-        return to_utc(start), to_utc(end)
+        # Show the baseline before the window too, so the shaded window stands out against it.
+        s, e = to_utc(start), to_utc(end)
+        lead = max((e - s) / 2, timedelta(seconds=parse_duration(self.lead)))
+        return s - lead, e
 
     def _changes_frame(self, tel: Any, start: Any, end: Any) -> Any:
         try:
