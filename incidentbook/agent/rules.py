@@ -111,6 +111,7 @@ class RulesInvestigator:
 
         rate_series = p.per_service(p.range(RATE))
         cost = saturation.cpu_per_request(p, rate_series, cut)
+        findings += saturation.check_cpu_cost(p, rate_series, cut, {s: a.ratio for s, a in red.rate.items()})
         findings = self._explain_load(findings, red, cost, topo, planned, inv)
 
         by_svc: dict[str, list[Finding]] = defaultdict(list)

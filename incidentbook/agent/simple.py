@@ -13,7 +13,14 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from incidentbook.agent.base import Evidence, Hypothesis, Investigation, InvestigationContext, Proposal, investigators
+from incidentbook.agent.base import (
+    Evidence,
+    Hypothesis,
+    Investigation,
+    InvestigationContext,
+    Proposal,
+    investigators,
+)
 
 ERROR_RATIO = ('sum(rate(http_requests_total{{service="{s}",code=~"5.."}}[5m])) '
                '/ sum(rate(http_requests_total{{service="{s}"}}[5m]))')

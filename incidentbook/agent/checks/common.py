@@ -48,6 +48,7 @@ class Probe:
         self.errors: list[str] = []
         self.services = list(ctx.services) or sorted(set(ctx.topology) | {d for v in ctx.topology.values() for d in v})
         self._names: set[str] | None = None
+        self.cache: dict[str, Any] = {}  # results several checks share (one query, not two)
 
     # -- plumbing ------------------------------------------------------------------------------
     def _call(self, kind: str, *args: Any, **kw: Any) -> QueryResult:

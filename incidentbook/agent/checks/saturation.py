@@ -7,7 +7,8 @@ import pandas as pd
 
 from incidentbook.agent.base import Evidence
 from incidentbook.agent.checks.common import Finding, Probe, anomaly_evidence, fmt, scored, strength
-from incidentbook.analysis.anomaly import trend_slope
+from incidentbook.agent.checks.http import RATE
+from incidentbook.analysis.anomaly import Anomaly, trend_slope
 from incidentbook.telemetry.bundle import iso
 
 WL = "namespace, pod, container"
@@ -34,16 +35,32 @@ def check_throttling(p: Probe, cut: pd.Timestamp) -> list[Finding]:
 
 def cpu_per_request(p: Probe, rate: dict[str, pd.Series], cut: pd.Timestamp) -> dict[str, float]:
     """How much CPU per request grew (incident / baseline) per service: >1.5 means costlier requests."""
-    cpu = p.per_service(p.range(CPU))
-    out = {}
-    for svc, c in cpu.items():
-        r = rate.get(svc)
-        if r is None:
-            continue
-        per = (c / r.reindex(c.index, method="nearest")).replace([np.inf, -np.inf], np.nan).dropna()
-        b, i = per[per.index < cut], per[per.index >= cut]
-        if len(b) >= 3 and len(i) >= 3 and b.median() > 0:
-            out[svc] = float(i.quantile(0.75) / b.median())
+    return {svc: a.ratio for svc, a in _cost_anomalies(p, rate, cut).items()}
+
+
+def _cost_anomalies(p: Probe, rate: dict[str, pd.Series], cut: pd.Timestamp) -> dict[str, Anomaly]:
+    if p.cache.get("cost") is None:
+        cpu = p.per_service(p.range(CPU))
+        per = {}
+        for svc, c in cpu.items():
+            r = rate.get(svc)
+            if r is None or r.empty:
+                continue
+            s = (c / r.reindex(c.index, method="nearest")).replace([np.inf, -np.inf], np.nan).dropna()
+            per[svc] = s
+        p.cache["cost"] = scored(per, cut, "up", rel_floor=0.1)
+    return p.cache["cost"]
+
+
+def check_cpu_cost(p: Probe, rate: dict[str, pd.Series], cut: pd.Timestamp,
+                   load_ratio: dict[str, float]) -> list[Finding]:
+    """CPU seconds per request jumping while traffic stays flat: CPU contention, not load."""
+    out = []
+    for svc, a in _cost_anomalies(p, rate, cut).items():
+        if a.onset is not None and a.ratio >= 1.6 and load_ratio.get(svc, 1.0) < 1.25:
+            out.append(Finding(svc, "CPU per request", min(0.35 + (a.ratio - 1.6) * 0.4, 0.8), a.onset,
+                               anomaly_evidence(svc, "CPU seconds per request", f"{CPU}\n / {RATE}", a),
+                               kind="cpu_throttling", detail={"ratio": a.ratio}))
     return out
 
 
