@@ -328,12 +328,14 @@ def propagate(system: System, T: int, entry: dict[str, np.ndarray], mods: Mods, 
             util[n] = u
             base = s.self_latency_s * mods.lat_mult.get(n, np.ones(T)) * (1 + 3.5 * thr)
             if s.kind == "db":
-                med = base / (1 - u) ** 1.5
+                # a saturated database queues work (latency plateaus) rather than rejecting it
+                med = base / (1 - np.minimum(u, 0.93)) ** 1.5
                 db_lat = med
             else:
                 med = base * (1 + 0.5 * u / (1 - u))
             e500 = mods.own_err.get(n, zeros).copy()
-            e503 = np.clip((u - 0.93) * 6, 0, 0.5) + _restart_blips(pods[n], T, serving[n])
+            overload = np.clip((u - 0.93) * 6, 0, 0.5) if s.kind != "db" else zeros
+            e503 = overload + _restart_blips(pods[n], T, serving[n])
             e504 = zeros.copy()
             shift = np.zeros(T)
             miss_shift = np.zeros(T)
