@@ -333,7 +333,7 @@ def propagate(system: System, T: int, entry: dict[str, np.ndarray], mods: Mods, 
                 db_lat = med
             else:
                 med = base * (1 + 0.5 * u / (1 - u))
-            e500 = mods.own_err.get(n, zeros).copy()
+            e500 = mods.own_err.get(n, zeros) + 0.0008  # background failures: a few per 1000 requests
             overload = np.clip((u - 0.93) * 6, 0, 0.5) if s.kind != "db" else zeros
             e503 = overload + _restart_blips(pods[n], T, serving[n])
             e504 = zeros.copy()
