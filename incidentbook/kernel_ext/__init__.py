@@ -93,7 +93,21 @@ def load_ipython_extension(ipython: Any) -> None:
     iid = session.incident_id or ipython.user_ns.get("incident_id")
     where = f"bound to {iid}" if isinstance(iid, str) and iid else "no incident bound (%incident use INC-…)"
     if not session.headless:
-        print(f"incidentbook loaded ({mode}); {where}. %investigate to start, %sources for source status.")
+        print(f"incidentbook loaded ({mode}); {where}. {_config_status(session)}")
+
+
+def _config_status(session: Any) -> str:
+    """What is configured, from the config alone (no network: loading must stay cheap and never fail)."""
+    from incidentbook.errors import IncidentbookError
+
+    try:
+        names = sorted(session.cfg.sources)
+    except IncidentbookError as e:
+        return f"Config problem: {e}"
+    if isinstance(session.shell.user_ns.get("bundle"), str) and session.shell.user_ns.get("bundle"):
+        return "Telemetry: the incident's recorded bundle. %investigate to start."
+    listed = ", ".join(names) if names else "none configured"
+    return f"Sources: {listed} (%sources checks each one). %investigate to start."
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -35,7 +35,7 @@ def incident_id(home: Path) -> str:
 
 
 @pytest.fixture
-def shell() -> Iterator[Any]:
+def shell(home: Path) -> Iterator[Any]:
     """The real IPython shell with the extension loaded; unloaded and cleaned after the test."""
     sh = InteractiveShell.instance()
     sh.reset(new_session=False)

@@ -181,3 +181,49 @@ def test_config_traitlets(bound: Any) -> None:
     bound.run_cell('%note "two"')
     bound.run_cell("t = %timeline --kind note")
     assert list(bound.user_ns["t"]["summary"]) == ["two"]
+
+
+def test_sources_reports_an_unreachable_source(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    (home / "incidentbook.toml").write_text('[sources.prometheus]\nurl = "http://127.0.0.1:9"\ntimeout_s = 2\n')
+    sh = InteractiveShell.instance()
+    sh.run_line_magic("load_ext", "incidentbook")  # loading does not touch the network
+    try:
+        assert "Sources: prometheus" in capsys.readouterr().out
+        sh.run_cell("st = %sources")
+        st = sh.user_ns["st"].set_index("source")
+        assert not st.loc["prometheus", "ok"] and st.loc["prometheus", "reason"]
+    finally:
+        sh.run_line_magic("unload_ext", "incidentbook")
+
+
+def test_broken_config_does_not_break_loading(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    (home / "incidentbook.toml").write_text("[agent\n")
+    sh = InteractiveShell.instance()
+    sh.run_line_magic("load_ext", "incidentbook")
+    try:
+        assert "Config problem" in capsys.readouterr().out
+        assert "investigate" in sh.magics_manager.magics["line"]
+    finally:
+        sh.run_line_magic("unload_ext", "incidentbook")
+
+
+def test_headless_proposals_are_recognised_by_a_later_live_kernel(bound: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from incidentbook.kernel_ext import get_session
+    from incidentbook.proposals import proposal_source
+
+    get_session(bound).headless = True  # as in the papermill run that made the notebook
+    bound.run_cell("%investigate")
+    proposal = dict(get_session(bound).proposals["P1"])
+    assert getattr(bound, "rl_next_input", None) is None  # headless: nothing inserted, recorded as output instead
+    ns = {k: bound.user_ns[k] for k in ("incident_id", "bundle", "window_start", "window_end")}
+    bound.run_line_magic("unload_ext", "incidentbook")
+    bound.reset(new_session=False)
+    bound.run_line_magic("load_ext", "incidentbook")  # a new live kernel opens the notebook
+    bound.push(ns)
+    bound.run_cell(proposal_source(proposal))
+    approval = events(bound, "proposal_approved")[-1].data
+    assert approval["proposal_id"] == "P1" and approval["verbatim"] is True
