@@ -185,12 +185,13 @@ class RulesInvestigator:
                 inv.notes.append(f"{f.signal} on {svc} follows its request rate (x{load_up[svc]:.2f}) driven by "
                                  f"abusive clients at {', '.join(sorted(abusers))}: symptom")
                 continue
-            if f.kind == "cpu_throttling" and svc in load_up and (cost.get(svc, 1.0) < 1.4 or load_up[svc] >= 1.5):
-                explained = (f"throttling on {svc} follows its request rate (x{load_up[svc]:.2f}) with flat CPU "
-                             f"per request (x{cost.get(svc, 1.0):.2f}): capacity, not a noisy neighbour")
+            if f.kind == "cpu_throttling" and f.signal == "CPU throttling" and (
+                    cost.get(svc, 1.0) < 1.3 or load_up.get(svc, 1.0) >= 1.5):
+                explained = (f"throttling on {svc} follows its request rate (x{red.rate[svc].ratio if svc in red.rate else 1:.2f}) "
+                             f"with CPU per request x{cost.get(svc, 1.0):.2f}: capacity, not a noisy neighbour")
             if f.kind == "db_pool_exhaustion" and svc in load_up and planned:
                 explained = f"pool use on {svc} follows its request rate (x{load_up[svc]:.2f})"
-            if explained and planned:
+            if explained and planned and (svc in load_up or f.kind != "cpu_throttling"):
                 inv.notes.append(explained + "; the planned event explains the load")
                 continue
             if explained and cache_broken & (callees(topo, svc) | {svc}):

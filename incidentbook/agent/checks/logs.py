@@ -67,7 +67,10 @@ def check_logs(p: Probe, cut: pd.Timestamp) -> list[Finding]:
         if inc.empty:
             continue
         query = f'{{service="{name}"}}'
-        shifts = [s for s in template_shifts(base["line"], inc["line"], base_min, inc_min)
+        # only failure-looking lines are mined: healthy traffic templates cannot be a cause
+        base_err = [x for x in base["line"] if looks_like_error(x)]
+        inc_err = [x for x in inc["line"] if looks_like_error(x)]
+        shifts = [s for s in template_shifts(base_err, inc_err, base_min, inc_min)
                   if looks_like_error(s.template)]
         for s in shifts[:3]:
             kind = _kind_of(s.template)

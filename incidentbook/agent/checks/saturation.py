@@ -27,7 +27,7 @@ def check_throttling(p: Probe, cut: pd.Timestamp) -> list[Finding]:
     for svc, a in scored(p.per_service(p.range(THROTTLE), agg="max"), cut, "up", abs_floor=0.02,
                          rel_floor=0.2).items():
         if a.onset is not None and a.level >= 0.1 and a.level - a.baseline >= 0.08:
-            out.append(Finding(svc, "CPU throttling", max(strength(a), min(a.level * 2, 1.0)), a.onset,
+            out.append(Finding(svc, "CPU throttling", max(strength(a), min((a.level - a.baseline) * 2, 1.0)), a.onset,
                                anomaly_evidence(svc, "throttled CFS periods ratio", THROTTLE, a),
                                kind="cpu_throttling", detail={"level": a.level}))
     return out
