@@ -220,26 +220,30 @@ class Evaluator:
                     series.append((ls, Wt[i, 0][mm], W[i, 0][mm]))
         return Matrix(series)
 
-    def _windows(self, node: Any) -> Iterator[tuple[list[Labels], np.ndarray, np.ndarray, np.ndarray,
-                                                    np.ndarray, np.ndarray, np.ndarray]]:
-        """Per chunk of series: values, times, mask (S,T,K), counts (S,T), range start/end (T,)."""
+    def _bounds(self, node: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Series ids with samples in some window, first index and count per (series, step), range start/end."""
         if type(node).__name__ != "MatrixSelector":
             raise unsupported(f"{type(node).__name__} as a range-vector argument")
         vs = node.vector_selector
         st = self.store
         sids = st.select(self._matchers(vs))
         ref = self._ref_times(vs)
-        rng = _ms(node.range)
-        rstart = ref - rng
+        rstart = ref - _ms(node.range)
         if not len(sids):
-            return
+            return sids, np.empty((0, self.T), dtype="int64"), np.empty((0, self.T), dtype="int64"), rstart, ref
         lo = np.searchsorted(st.keys, st.query_keys(sids, rstart), side="left")
         hi = np.searchsorted(st.keys, st.query_keys(sids, ref), side="right")
         cnt = hi - lo
         live = np.flatnonzero(cnt.any(axis=1))
-        if not len(live):
+        return sids[live], lo[live], cnt[live], rstart, ref
+
+    def _windows(self, node: Any) -> Iterator[tuple[list[Labels], np.ndarray, np.ndarray, np.ndarray,
+                                                    np.ndarray, np.ndarray, np.ndarray]]:
+        """Per chunk of series: values, times, mask (S,T,K), counts (S,T), range start/end (T,)."""
+        sids, lo, cnt, rstart, ref = self._bounds(node)
+        if not len(sids):
             return
-        sids, lo, cnt = sids[live], lo[live], cnt[live]
+        st = self.store
         K = int(cnt.max())
         per_row = max(1, self.T * K)
         step = max(1, CHUNK_CELLS // per_row)
@@ -287,6 +291,8 @@ class Evaluator:
         if name == "absent_over_time":
             return self._absent(msel.vector_selector if type(msel).__name__ == "MatrixSelector" else msel,
                                 self._windows(msel), windows=True)
+        if name in _ENDPOINT_FUNCS and self.store.resets_finite:
+            return self._endpoint_call(name, msel)
         labels: list[Labels] = []
         vals, masks = [], []
         for ls, W, Wt, M, cnt, rstart, rend in self._windows(msel):
@@ -298,6 +304,36 @@ class Evaluator:
         if not labels:
             return _empty_vector(self.T)
         return _strict_unique(Vector(labels, np.concatenate(vals), np.concatenate(masks)))
+
+    def _endpoint_call(self, name: str, msel: Any) -> Value:
+        """rate/increase/delta/irate/idelta from window end points and a cumulative reset sum:
+        O(series × steps) whatever the window length."""
+        st = self.store
+        sids, lo, cnt, rstart, rend = self._bounds(msel)
+        if not len(sids):
+            return _empty_vector(self.T)
+        # Where a window is empty its indices may point past the end; they are masked out anyway.
+        top = len(st.values) - 1
+        last_i = np.minimum(lo + np.maximum(cnt - 1, 0), top)
+        lo = np.minimum(lo, top)
+        ok = cnt >= 2
+        with np.errstate(all="ignore"):
+            if name in ("irate", "idelta"):
+                prev_i = np.maximum(last_i - 1, lo)
+                last, prev = st.values[last_i], st.values[prev_i]
+                lt, pt = st.times[last_i], st.times[prev_i]
+                if name == "irate":
+                    val = np.where(last < prev, last, last - prev) / ((lt - pt) / 1000.0)
+                else:
+                    val = last - prev
+                ok &= lt != pt
+            else:
+                counter = name != "delta"
+                corr = (st.reset_cumsum[last_i] - st.reset_cumsum[lo]) if counter else 0.0
+                val = _extrapolate(st.values[lo], st.values[last_i], st.times[lo], st.times[last_i], cnt, corr,
+                                   rstart, rend, _ms(msel.range) / 1000.0, counter, name == "rate")
+        labels = [drop_name(st.labels[s]) for s in sids]
+        return _strict_unique(Vector(labels, val, ok))
 
     def _elementwise(self, args: list[Any], f: Callable[[np.ndarray], np.ndarray]) -> Value:
         vec = self._vector_arg(args[0])
@@ -823,18 +859,28 @@ class _Ctx:
 
 
 def _extrapolated(c: _Ctx, counter: bool, rate: bool) -> tuple[np.ndarray, np.ndarray]:
-    ok = c.cnt >= 2
+    corr: np.ndarray | float = 0.0
+    if counter and c.W.shape[-1] > 1:
+        prev, cur = c.W[..., :-1], c.W[..., 1:]
+        with np.errstate(invalid="ignore"):
+            corr = np.where(c.M[..., 1:] & (cur < prev), prev, 0.0).sum(axis=-1)
+    val = _extrapolate(c.W[..., 0], c.last, c.Wt[..., 0], c.last_t, c.cnt, corr, c.rstart, c.rend,
+                       c.range_s, counter, rate)
+    return val, c.cnt >= 2
+
+
+def _extrapolate(first: np.ndarray, last: np.ndarray, ft: np.ndarray, lt: np.ndarray, cnt: np.ndarray,
+                 corr: np.ndarray | float, rstart: np.ndarray, rend: np.ndarray, range_s: float,
+                 counter: bool, rate: bool) -> np.ndarray:
+    """Prometheus's extrapolatedRate: (last - first + resets), extrapolated towards the range edges."""
     with np.errstate(all="ignore"):
-        first, last = c.W[..., 0], c.last
-        ft, lt = c.Wt[..., 0], c.last_t
         result = last - first
-        if counter and c.W.shape[-1] > 1:
-            prev, cur = c.W[..., :-1], c.W[..., 1:]
-            result = result + np.where(c.M[..., 1:] & (cur < prev), prev, 0.0).sum(axis=-1)
-        dstart = (ft - c.rstart[None, :]) / 1000.0
-        dend = (c.rend[None, :] - lt) / 1000.0
+        if counter:
+            result = result + corr
+        dstart = (ft - rstart[None, :]) / 1000.0
+        dend = (rend[None, :] - lt) / 1000.0
         sampled = (lt - ft) / 1000.0
-        avg = sampled / (c.cnt - 1)
+        avg = sampled / (cnt - 1)
         if counter:
             dzero = sampled * (first / result)
             dstart = np.where((result > 0) & (first >= 0) & (dzero < dstart), dzero, dstart)
@@ -842,8 +888,8 @@ def _extrapolated(c: _Ctx, counter: bool, rate: bool) -> tuple[np.ndarray, np.nd
         ext = sampled + np.where(dstart < thr, dstart, avg / 2) + np.where(dend < thr, dend, avg / 2)
         factor = ext / sampled
         if rate:
-            factor = factor / c.range_s
-        return result * factor, ok
+            factor = factor / range_s
+        return result * factor
 
 
 def _instant(c: _Ctx, rate: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -949,6 +995,8 @@ _RANGE_FUNCS: dict[str, tuple[Callable[[_Ctx], tuple[np.ndarray, np.ndarray]], i
     "quantile_over_time": (_quantile_ot, 1),
     "absent_over_time": (lambda c: (c.cnt, c.cnt), 0),
 }
+
+_ENDPOINT_FUNCS = {"rate", "increase", "delta", "irate", "idelta"}
 
 _AGG_OPS = {"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "topk", "bottomk",
             "quantile", "count_values"}

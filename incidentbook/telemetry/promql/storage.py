@@ -45,6 +45,19 @@ class SeriesStore:
             self.base = 0
         self.keys = (sid << KEY_SHIFT) | (self.times - self.base)
         self._columns: dict[str, np.ndarray] = {}
+        # Running sum of counter-reset corrections (the value before each drop), so increase()
+        # over any window is (last - first) + the difference of two entries.
+        contrib = np.zeros(len(self.values))
+        if len(self.values) > 1:
+            same = sid[1:] == sid[:-1]
+            with np.errstate(invalid="ignore"):
+                drop = same & (self.values[1:] < self.values[:-1])
+            contrib[1:] = np.where(drop, self.values[:-1], 0.0)
+        self.resets_finite = bool(np.isfinite(contrib).all())
+        # Accumulated per series, so one series' large drops never cost another precision.
+        self.reset_cumsum = np.empty(len(self.values))
+        for a, b in zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist()):
+            np.cumsum(contrib[a:b], out=self.reset_cumsum[a:b])
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame) -> SeriesStore:
