@@ -7,6 +7,7 @@ incident notebook in JupyterLab.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,9 +15,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from incidentbook.config import Config, load_config
+from incidentbook.config import CONFIG_NAME, Config, load_config
 from incidentbook.errors import IncidentbookError
 from incidentbook.intake.ingest import IngestedIncident, ingest_alertmanager
+from incidentbook.workspace import init_workspace
 
 
 @dataclass
@@ -30,11 +32,15 @@ class DemoResult:
 
 
 def demo_config(home: Path) -> Config:
-    """A configuration whose state lives in `home`, ignoring any incidentbook.toml around."""
-    cfg = load_config(path=None, start=home)
-    cfg.home = home.resolve()
-    cfg.config_path = None
-    return cfg
+    """The demo workspace's configuration, scaffolding `home` as a workspace the first time.
+
+    A real workspace (not a patched config) so that the incident notebook's kernel, which
+    finds its configuration from its own directory, sees the same store.
+    """
+    toml = home / CONFIG_NAME
+    if not toml.exists():
+        init_workspace(home)
+    return load_config(path=toml)
 
 
 def run_demo(scenario: str | None, home: Path, seed: int = 0, log=print) -> DemoResult:  # type: ignore[no-untyped-def]
@@ -48,13 +54,14 @@ def run_demo(scenario: str | None, home: Path, seed: int = 0, log=print) -> Demo
         shutil.rmtree(out)
     log(f"[1/3] simulating scenario {name!r} (seed {seed}) ...")
     generated = scenarios.generate(name, out, seed=seed)
-    if not generated.payloads:
-        raise IncidentbookError(f"scenario {name!r} sent no alerts (it is not an incident); "
+    firing = [p for p in generated.payloads if json.loads(p.read_text())["status"] == "firing"]
+    if not firing:
+        raise IncidentbookError(f"scenario {name!r} fired no alerts (it is not an incident); "
                                 "pick another with `incidentbook scenario list`")
-    log(f"      bundle: {generated.bundle_dir}")
-    log(f"[2/3] ingesting the alert {generated.payloads[0].name} and running its runbook ...")
+    log(f"      bundle: {generated.bundle_dir} ({len(generated.payloads)} alert notifications)")
+    log(f"[2/3] ingesting the first page, {firing[0].name}, and running its runbook ...")
     cfg = demo_config(home)
-    results = ingest_alertmanager(cfg, generated.payloads[0].read_bytes(), bundle=generated.bundle_dir)
+    results = ingest_alertmanager(cfg, firing[0].read_bytes(), bundle=generated.bundle_dir)
     return DemoResult(scenario=name, home=home, bundle=generated.bundle_dir, incidents=results)
 
 

@@ -200,3 +200,37 @@ def test_runbooks_list_shows_workspace_override(workspace: Path) -> None:
     assert len(generic) == 1 and generic[0]["origin"] == "workspace"
     r = run(workspace, "runbooks", "list")
     assert r.returncode == 0 and "generic" in r.stdout
+
+
+def test_scenario_list_and_generate_then_ingest_with_bundle(tmp_path: Path, workspace: Path) -> None:
+    listed = json.loads(run(workspace, "scenario", "list", "--json").stdout)["scenarios"]
+    names = {s["name"] for s in listed}
+    assert len(names) >= 10 and all({"name", "story", "root_cause_service", "fault_kind"} <= set(s) for s in listed)
+    r = run(workspace, "scenario", "generate", "bad-deploy", str(tmp_path / "b"), "--seed", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    gen = json.loads(r.stdout)
+    firing = [p for p in gen["payloads"] if json.loads(Path(p).read_text())["status"] == "firing"]
+    ing = run(workspace, "ingest", firing[0], "--bundle", gen["bundle"], "--json")
+    assert ing.returncode == 0, ing.stderr
+    (inc,) = json.loads(ing.stdout)["incidents"]
+    shown = json.loads(run(workspace, "incidents", "show", inc["id"], "--json").stdout)
+    assert shown["bundle"] == str(Path(gen["bundle"]).resolve())
+    imported = run(workspace, "bundle", "import", gen["bundle"], "--json")
+    assert imported.returncode == 0, imported.stderr
+    assert Path(json.loads(imported.stdout)["bundle"]).is_dir()
+    assert_one_line_error(run(workspace, "bundle", "import", gen["bundle"]), 2, "already imported")
+    assert_one_line_error(run(workspace, "scenario", "generate", "no-such-thing", str(tmp_path / "x")), 2, "kv-cache-break")
+    assert_one_line_error(run(workspace, "bundle", "import", str(tmp_path)), 2, "manifest.json")
+
+
+def test_demo_no_lab_produces_an_executed_incident_notebook(tmp_path: Path) -> None:
+    r = subprocess.run([str(BIN), "demo", "--no-lab", "--home", str(tmp_path / "demo"), "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["scenario"] == "kv-cache-break"
+    (inc,) = doc["incidents"]
+    assert inc["runbook_status"] == "succeeded" and Path(inc["notebook"]).is_file()
+    listed = subprocess.run([str(BIN), "incidents", "list", "--json"], cwd=tmp_path / "demo",
+                            capture_output=True, text=True)
+    assert [i["id"] for i in json.loads(listed.stdout)["incidents"]] == [inc["id"]], "the demo home is a workspace"

@@ -39,6 +39,11 @@ class ScenarioInfo:
     is_incident: bool = True
     params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The public description (`scenario list --json`); `params` are internal."""
+        return {"name": self.name, "story": self.story, "root_cause_service": self.root_cause_service,
+                "fault_kind": self.fault_kind, "is_incident": self.is_incident}
+
 
 @dataclass
 class GeneratedScenario:
