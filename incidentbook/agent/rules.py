@@ -34,7 +34,6 @@ from incidentbook.agent.base import (
     InvestigationContext,
     Proposal,
     Signal,
-    investigators,
 )
 from incidentbook.agent.checks import cache, certs, clients, logs, saturation
 from incidentbook.agent.checks import changes as change_check
@@ -140,7 +139,9 @@ class RulesInvestigator:
             conf = _confidence(c.score, c.score / total)
             if conf < self.min_confidence and i > 0:
                 continue
-            inv.hypotheses.append(self._hypothesis(i, c, conf, topo, by_svc))
+            h = self._hypothesis(i, c, conf, topo, by_svc, (iso(p.start), iso(p.end)))
+            _similar(ctx, h, inv.errors)
+            inv.hypotheses.append(h)
         if not inv.hypotheses:
             inv.notes.append("no service left its baseline: nothing to explain in this window")
 
@@ -323,7 +324,7 @@ class RulesInvestigator:
         inv.hypotheses.append(h)
 
     def _hypothesis(self, i: int, c: _Candidate, conf: float, topo: dict[str, list[str]],
-                    by_svc: dict[str, list[Finding]]) -> Hypothesis:
+                    by_svc: dict[str, list[Finding]], window: tuple[str, str] | None = None) -> Hypothesis:
         hid = f"h{i + 1}"
         signals = list(c.signals)
         explained = []
@@ -352,7 +353,7 @@ class RulesInvestigator:
         return Hypothesis(id=hid, statement=text, service=c.service, fault_kind=c.kind, role="cause",
                           position="root", confidence=conf, evidence_for=ev_for,
                           evidence_against=_dedupe(c.evidence_against), signals=uniq,
-                          proposals=_proposals(hid, c))
+                          proposals=_proposals(hid, c, window))
 
 
 def _rate_limiting(red: Red) -> list[Finding]:
@@ -428,7 +429,7 @@ _CONFIRM = {
 }
 
 
-def _proposals(hid: str, c: _Candidate) -> list[Proposal]:
+def _proposals(hid: str, c: _Candidate, window: tuple[str, str] | None = None) -> list[Proposal]:
     """One to three read-only cells that confirm or refute the hypothesis."""
     q, why = _CONFIRM.get(c.kind, _CONFIRM["unknown"])
     out = [Proposal(id=f"{hid}-p1", title=why, code=f"%promql {q.format(svc=c.service)}\n",
@@ -437,11 +438,31 @@ def _proposals(hid: str, c: _Candidate) -> list[Proposal]:
                         code=f'%promql sum by (code) (rate(http_requests_total{{service="{c.service}"}}[5m]))\n',
                         rationale="refute: if the error mix did not change at the onset, look elsewhere",
                         hypothesis=hid))
-    if c.kind in ("bad_deploy", "config_change", "feature_flag"):
-        out.append(Proposal(id=f"{hid}-p3", title=f"recent changes on {c.service}",
-                            code=("tel.changes(window_start, window_end, service=" + repr(c.service) + ")\n"),
+    if c.kind in ("bad_deploy", "config_change", "feature_flag") and window:
+        code = ("# recent changes on " + c.service + "\n"
+                "from incidentbook.config import load_config\n"
+                "from incidentbook.telemetry.sources import Telemetry\n"
+                f"Telemetry.from_config(load_config()).changes({window[0]!r}, {window[1]!r}, service={c.service!r})\n")
+        out.append(Proposal(id=f"{hid}-p3", title=f"recent changes on {c.service}", code=code,
                             rationale="which change landed right before the onset, and who made it",
                             hypothesis=hid))
     return out
+
+
+def _similar(ctx: InvestigationContext, h: Hypothesis, errors: list[str]) -> None:
+    """Attach similar past incidents from the postmortem library, when one is available."""
+    search = getattr(ctx.history, "search", None)
+    if not callable(search):
+        return
+    try:
+        found = search(f"{h.service} {h.fault_kind}")
+    except Exception as e:  # noqa: BLE001 - the library is optional evidence, never fatal
+        errors.append(f"history search for {h.service} {h.fault_kind}: {e}")
+        return
+    for item in list(found or [])[:3]:
+        d = item.to_dict() if hasattr(item, "to_dict") else dict(item) if isinstance(item, dict) else {"id": str(item)}
+        h.similar_incidents.append(d)
+        h.evidence_for.append(Evidence(summary=f"similar past incident: {d.get('title') or d.get('id')}",
+                                       source="history", link=str(d.get("link") or d.get("path") or "")))
 
 

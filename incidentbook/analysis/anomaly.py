@@ -46,7 +46,10 @@ def _clean(series: pd.Series) -> pd.Series:
     return s.sort_index()
 
 
-def deseasonalise(series: pd.Series, period: pd.Timedelta = pd.Timedelta("1D")) -> pd.Series:
+DAY = pd.Timedelta("1D")
+
+
+def deseasonalise(series: pd.Series, period: pd.Timedelta = DAY) -> pd.Series:
     """The series minus its value one `period` earlier, when it spans two periods; else unchanged."""
     s = _clean(series)
     if s.empty or s.index[-1] - s.index[0] < 2 * period:
@@ -103,7 +106,7 @@ def detect_onset(series: pd.Series, baseline_end: pd.Timestamp, direction: Direc
 
 def score_anomaly(series: pd.Series, baseline_end: pd.Timestamp, direction: Direction = "up",
                   threshold: float = 4.0, min_run: int = 3, rel_floor: float = 0.05,
-                  abs_floor: float = 1e-9, seasonal_period: pd.Timedelta | None = pd.Timedelta("1D"),
+                  abs_floor: float = 1e-9, seasonal_period: pd.Timedelta | None = DAY,
                   ) -> Anomaly | None:
     """Score the part of `series` after `baseline_end` against the part before it.
 

@@ -21,8 +21,12 @@ class ChangeMatch:
     row: dict[str, Any]
 
 
-def correlate_changes(changes: pd.DataFrame, onset: pd.Timestamp, before: pd.Timedelta = pd.Timedelta("30min"),
-                      after: pd.Timedelta = pd.Timedelta("3min")) -> list[ChangeMatch]:
+BEFORE = pd.Timedelta("30min")
+AFTER = pd.Timedelta("3min")
+
+
+def correlate_changes(changes: pd.DataFrame, onset: pd.Timestamp, before: pd.Timedelta = BEFORE,
+                      after: pd.Timedelta = AFTER) -> list[ChangeMatch]:
     """Changes from `before` ahead of `onset` to `after` past it, closest-before first.
 
     Score falls linearly with the lead time; a change recorded just after the onset (clock skew,

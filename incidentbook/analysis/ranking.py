@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+TOLERANCE = pd.Timedelta("2min")
+
 
 def callees(topology: Mapping[str, Sequence[str]], service: str) -> set[str]:
     """Every service `service` depends on, directly or not."""
@@ -61,7 +63,7 @@ class Placement:
 
 
 def place(onsets: Mapping[str, pd.Timestamp | None], topology: Mapping[str, Sequence[str]],
-          tolerance: pd.Timedelta = pd.Timedelta("2min")) -> dict[str, Placement]:
+          tolerance: pd.Timedelta = TOLERANCE) -> dict[str, Placement]:
     """Mark each anomalous service root or propagated.
 
     A service is explained by propagation when one of its (transitive) dependencies is anomalous
