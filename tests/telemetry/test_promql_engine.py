@@ -160,3 +160,22 @@ def test_dataframe_shape_follows_the_metrics_contract(src: ReplaySource) -> None
     assert df["value"].tolist() == [0.0, 30.0, 60.0, 0.0, 30.0, 60.0]
     one = src.query('sum(rate(req_total{job="api"}[5m]))', T0 + 600)
     assert one["value"].tolist() == [1.0] and list(one.columns) == ["timestamp", "value"]
+
+
+def test_counters_holding_infinity_fall_back_to_exact_window_sums() -> None:
+    # An infinite sample makes running reset sums meaningless; the engine must notice and
+    # compute each window on its own, so windows after the +Inf still get finite rates.
+    pts = [(T0 + 15 * i, float(i)) for i in range(40)]
+    pts[5] = (T0 + 75, float("inf"))
+    s = ReplaySource.from_frame(frame({("c_total", lab(a="1")): pts}))
+    assert not s.store.resets_finite
+    assert instant(s, "increase(c_total[1m])", T0 + 15 * 39) == {'{"a": "1"}': 4.0}  # samples 35..39 span the whole minute
+    assert instant(s, "irate(c_total[1m])", T0 + 15 * 39) == {'{"a": "1"}': pytest.approx(1 / 15)}
+
+
+def test_instant_query_of_a_range_selector_returns_raw_samples(src: ReplaySource) -> None:
+    data = src.query_raw('req_total{job="api"}[1m]', T0 + 60)
+    assert data["resultType"] == "matrix"
+    assert data["result"][0]["values"] == [[T0 + 15 * i, str(15 * i)] for i in range(5)]
+    df = src.query('req_total{job="api"}[1m]', T0 + 60)
+    assert df["value"].tolist() == [0.0, 15.0, 30.0, 45.0, 60.0]
