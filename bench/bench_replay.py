@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from incidentbook.telemetry.replay import ReplaySource  # noqa: E402
-from tests.support.promdata import generate  # noqa: E402
 from tests.support import promserver  # noqa: E402
+from tests.support.promdata import generate  # noqa: E402
 
 RANGE_QUERIES = [
     "http_requests_total",
