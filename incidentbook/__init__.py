@@ -10,7 +10,16 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["__version__", "act", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def __getattr__(name: str) -> Any:
+    # `import incidentbook as ib; ib.act.scale(...)` without importing the action API at start-up.
+    if name == "act":
+        from incidentbook import actions
+
+        return actions
+    raise AttributeError(f"module 'incidentbook' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: Any) -> None:

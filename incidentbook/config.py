@@ -77,6 +77,8 @@ class Config(_Section):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     library: LibraryConfig = Field(default_factory=LibraryConfig)
+    # The write-action policy; validated by incidentbook.actions.policy.ActionsConfig at load.
+    actions: dict[str, Any] = Field(default_factory=dict)
 
     # Not from the file: where it was found and where state lives.
     config_path: Path | None = None
@@ -159,6 +161,10 @@ def load_config(start: Path | None = None, path: Path | None = None) -> Config:
     except ValidationError as e:
         raise ConfigError(_format_validation(e, cfg_path)) from None
     cfg.config_path = cfg_path
+    if cfg.actions:
+        from incidentbook.actions.policy import load_actions_config
+
+        load_actions_config(cfg)  # a typo in [actions] is reported now, not at 3 a.m.
     env_home = os.environ.get(HOME_ENV)
     if env_home:
         cfg.home = Path(env_home).expanduser().resolve()

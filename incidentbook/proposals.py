@@ -14,6 +14,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+#: Set (to "1") in a kernel's environment when no human is at it, e.g. a papermill runbook run.
+HEADLESS_ENV = "INCIDENTBOOK_HEADLESS"
+
 PROPOSAL_MIME = "application/vnd.incidentbook.proposal+json"
 #: Metadata keys of `metadata.incidentbook.proposal` (DESIGN.md contract).
 PROPOSAL_KEYS = ("id", "rationale", "hypothesis", "kind", "author", "created")

@@ -12,12 +12,13 @@ runbook (unreadable, no `parameters` cell, kernel not installed) raises, before 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import nbformat
 
 from incidentbook.errors import ConfigError, RunbookError, RunbookFailed
+from incidentbook.proposals import HEADLESS_ENV, materialize_proposals
 from incidentbook.runner.registry import Runbook, _kernel_available, check_runbook
 
 log = logging.getLogger(__name__)
@@ -303,14 +305,15 @@ def run_runbook(
         # The kernel starts in `cwd` (nbclient's resources path) rather than through
         # papermill's `cwd=`, which os.chdir()s the whole process for the entire run and so
         # would move every other thread (the intake server, concurrent runs) along with it.
-        papermill.execute_notebook(
-            str(runbook.path.resolve()), str(output_path), parameters=params,
-            execution_timeout=cell_timeout_s, kernel_name=kernel_name or None,
-            log_output=False, progress_bar=False,
-            # the kernel's start-up warnings (e.g. "running over TCP") are noise on the CLI
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-            resources={"metadata": {"path": str(cwd)}},
-        )
+        with _headless_kernel_env():
+            papermill.execute_notebook(
+                str(runbook.path.resolve()), str(output_path), parameters=params,
+                execution_timeout=cell_timeout_s, kernel_name=kernel_name or None,
+                log_output=False, progress_bar=False,
+                # the kernel's start-up warnings (e.g. "running over TCP") are noise on the CLI
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                resources={"metadata": {"path": str(cwd)}},
+            )
     except PapermillExecutionError as e:
         ename, evalue = e.ename, e.evalue
     except Exception as e:  # timeout, dead kernel, kernel failed to start: keep the notebook
@@ -329,6 +332,7 @@ def run_runbook(
             raise_for_execution_errors(nb, str(output_path))  # papermill's banner + anchor cells
         except PapermillExecutionError:
             nb = nbformat.read(str(output_path), as_version=4)
+    materialize_proposals(nb)  # recorded proposals become un-run cells below their cell
     _stamp(nb, runbook, params)
     _write(nb, output_path)
 
@@ -340,6 +344,23 @@ def run_runbook(
         ename, evalue = ename or out_ename, evalue or out_evalue
     return RunResult("failed", output_path, runbook.name, cell_index=index, ename=ename,
                      evalue=evalue.strip(), duration_s=duration, parameters=params)
+
+
+@contextlib.contextmanager
+def _headless_kernel_env() -> Iterator[None]:
+    """Tell the runbook's kernel (which inherits our environment) that no human is watching.
+
+    The kernel extension then records proposals as output metadata and refuses writes.
+    """
+    old = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = old
 
 
 def _describe_interruption(exc: Exception, cell_timeout_s: float) -> tuple[str, str]:
