@@ -24,7 +24,7 @@ system-deps:
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q
-	$(PY) -m pytest -q --nbmake runbooks/ templates/ -p no:cacheprovider
+	INCIDENTBOOK_HOME=$$(mktemp -d) $(PY) -m pytest -q --nbmake runbooks/ templates/ -p no:cacheprovider
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -257,9 +257,36 @@ def _configured_sources(sources: Mapping[str, Any] | None) -> dict[str, str]:
     return configured
 
 
+#: The RED evidence every runbook can show for a service: (title, PromQL with {service}).
+RED_QUERIES: tuple[tuple[str, str], ...] = (
+    ("Requests per second by status code", 'sum by (code) (rate(http_requests_total{{service="{service}"}}[5m]))'),
+    ("5xx error ratio", 'sum(rate(http_requests_total{{service="{service}",code=~"5.."}}[5m])) '
+                        '/ sum(rate(http_requests_total{{service="{service}"}}[5m]))'),
+    ("p95 latency (s)", 'histogram_quantile(0.95, sum by (le) '
+                        '(rate(http_request_duration_seconds_bucket{{service="{service}"}}[5m])))'),
+)
+#: Log lines worth reading first: errors, exceptions, timeouts.
+ERROR_LOGS = '{{service="{service}"}} |~ "(?i)(error|exception|fail|timeout|refused|panic)"'
+
+
+def promql_string(value: str) -> str:
+    """Escape a value for use inside a double-quoted PromQL / LogQL label matcher."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _telemetry(bundle: str) -> Any:
+    from incidentbook.telemetry.sources import Telemetry
+
+    if bundle:
+        return Telemetry.from_bundle(bundle)
+    from incidentbook.config import load_config
+
+    return Telemetry.from_config(load_config())
+
+
 def evidence_html(sources: Mapping[str, Any] | None = None, bundle: str = "",
                   service: str = "", window_start: Any = None, window_end: Any = None) -> str:
-    """The evidence section as HTML: what telemetry this runbook can use for the window."""
+    """The evidence section's header card: which telemetry is used for which window."""
     configured = _configured_sources(sources)
     window = (f'<div style="color:{_MUTED}">Window: {_format_time(window_start)} &rarr; '
               f'{_format_time(window_end)}'
@@ -276,21 +303,93 @@ def evidence_html(sources: Mapping[str, Any] | None = None, bundle: str = "",
     if bundle:
         rows["bundle (replay)"] = bundle
     rows.update(configured)
-    body = (_heading("Evidence") + window + table_html(rows, "Source", "Location")
-            + f'<p style="margin:0.3em 0;color:{_MUTED}">No evidence queries ran for these '
-              "sources in this runbook; query them from the cells below.</p>")
-    return _card(body, _BORDER)
+    return _card(_heading("Evidence") + window + table_html(rows, "Source", "Location"), _BORDER)
+
+
+def _note(text: str, accent: str = _BORDER) -> None:
+    _display(_card(f'<p style="margin:0;color:{_MUTED}">{_e(text)}</p>', accent), text)
+
+
+def _show_red(tel: Any, service: str, start: Any, end: Any, shade_from: Any, changes: Any) -> None:
+    from IPython.display import display
+
+    from incidentbook.charts import timeseries_figure
+
+    svc = promql_string(service)
+    for title, template in RED_QUERIES:
+        query = template.format(service=svc)
+        result = tel.safe_query_range(query, start, end)
+        if result.status == "ok":
+            display(timeseries_figure(result.data, f"{service}: {title}", window=(shade_from, end),
+                                      changes=changes))
+            _note(f"query: {query}")
+        elif result.status == "no_data":
+            _note(f"{title}: no data for {query}")
+        else:
+            _note(f"{title}: query failed: {result.error}", "#bf8700")
+
+
+def _show_changes(changes: Any) -> None:
+    if changes is None or not len(changes):
+        _note("No deploys, config or flag changes recorded in the window.")
+        return
+    rows = [
+        {"time (UTC)": _format_time(r["timestamp"]), "service": r.get("service", ""),
+         "kind": r.get("kind", ""), "what": r.get("description", ""), "by": r.get("author", "")}
+        for _, r in changes.sort_values("timestamp").tail(15).iterrows()
+    ]
+    _display(_card(_heading("Changes in the window") + _records_html(rows), _BORDER),
+             "\n".join(f"{r['time (UTC)']} {r['service']} {r['kind']}: {r['what']}" for r in rows))
+
+
+def _show_error_logs(tel: Any, service: str, start: Any, end: Any) -> None:
+    query = ERROR_LOGS.format(service=promql_string(service))
+    result = tel.safe_query_logs(query, start, end, limit=15)
+    if result.status != "ok":
+        _note(f"Error logs: {'none matched' if result.status == 'no_data' else result.error} ({query})")
+        return
+    rows = [{"time (UTC)": _format_time(r["timestamp"]), "line": r["line"]}
+            for _, r in result.data.sort_values("timestamp").iterrows()]
+    _display(_card(_heading(f"Latest error lines from {service}") + _records_html(rows)
+                   + f'<div style="color:{_MUTED}">query: {_e(query)}</div>', _BORDER),
+             "\n".join(r["line"] for r in rows))
+
+
+def _records_html(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    head = "".join(f'<th style="text-align:left;padding:2px 8px">{_e(k)}</th>' for k in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f'<td style="text-align:left;padding:2px 8px;font-family:{_MONO};'
+                         f'font-size:0.9em;white-space:pre-wrap">{_e(v)}</td>' for v in r.values()) + "</tr>"
+        for r in rows)
+    return f'<table style="border-collapse:collapse;margin:0.4em 0">{head and "<tr>" + head + "</tr>"}{body}</table>'
 
 
 def show_evidence(sources: Mapping[str, Any] | None = None, bundle: str = "",
-                  service: str = "", window_start: Any = None, window_end: Any = None) -> None:
-    """Display the evidence for the incident window; never raises, so a runbook keeps going."""
+                  service: str = "", window_start: Any = None, window_end: Any = None,
+                  starts_at: Any = None) -> None:
+    """Display the evidence for the incident window: RED charts, changes and error log lines.
+
+    Never raises, so a runbook keeps going: a missing or failing source is shown as such.
+    `starts_at` (the alert's start) begins the shaded part of each chart.
+    """
     try:
         configured = _configured_sources(sources)
         plain = ("No telemetry source configured." if not configured and not bundle
                  else "Telemetry: " + ", ".join([*(["bundle " + bundle] if bundle else []),
                                                  *(f"{k} {v}" for k, v in configured.items())]))
         _display(evidence_html(sources, bundle, service, window_start, window_end), plain)
+        if not configured and not bundle:
+            return
+        tel = _telemetry(bundle)
+        changes = tel.safe_changes(window_start, window_end)
+        change_frame = changes.data if changes.status == "ok" else None
+        if service:
+            _show_red(tel, service, window_start, window_end, starts_at or window_start, change_frame)
+        _show_changes(change_frame)
+        if service:
+            _show_error_logs(tel, service, window_start, window_end)
     except Exception as e:  # the evidence section must never stop the rest of the runbook
         msg = f"Evidence could not be shown ({type(e).__name__}: {e})."
         _display(_card(f"<p>{_e(msg)}</p>", "#bf8700"), msg)

@@ -83,29 +83,3 @@ def show_board(hypotheses: list[dict[str, Any]], notes: list[str] = (), errors: 
         except Exception:  # widgets unavailable (no comm): the HTML still shows the board
             pass
     display(bundle, raw=True)
-
-
-def timeseries_figure(long: Any, title: str, window: tuple[str, str] | None = None,
-                      changes: Any = None, onsets: list[str] = ()) -> Any:  # type: ignore[assignment]
-    """A plotly figure of a long metrics frame: window shaded, changes and onsets marked."""
-    import plotly.graph_objects as go
-
-    from incidentbook.telemetry.base import to_wide
-
-    wide = to_wide(long)
-    fig = go.Figure()
-    for col in wide.columns[:30]:
-        fig.add_trace(go.Scatter(x=wide.index, y=wide[col], mode="lines", name=str(col)))
-    if window:
-        fig.add_vrect(x0=window[0], x1=window[1], fillcolor="#f04438", opacity=0.08, line_width=0,
-                      annotation_text="incident window", annotation_position="top left")
-    if changes is not None and len(changes):
-        for _, ch in changes.head(20).iterrows():
-            fig.add_vline(x=ch["timestamp"], line_dash="dot", line_color="#6941c6")
-            fig.add_annotation(x=ch["timestamp"], y=1, yref="paper", showarrow=False, textangle=-90,
-                               text=f"{ch.get('kind', '')}: {ch.get('service', '')}", font={"size": 10})
-    for t in onsets:
-        fig.add_vline(x=t, line_color="#b42318")
-    fig.update_layout(title=title, height=320, margin={"l": 40, "r": 10, "t": 40, "b": 30},
-                      legend={"orientation": "h", "y": -0.2}, template="plotly_white")
-    return fig

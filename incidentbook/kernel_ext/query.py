@@ -109,7 +109,7 @@ class QueryMagics(BaseMagics):
             print(f"no data for {query} between {start} and {end}")
             return None
         if self.charts and not args.no_chart and not args.instant:
-            from incidentbook.kernel_ext.display import timeseries_figure
+            from incidentbook.charts import timeseries_figure
 
             ws, we = self.session.window()
             display(timeseries_figure(df, query, (ws, we), self._changes_frame(tel, start, end)))
