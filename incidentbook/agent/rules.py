@@ -123,7 +123,13 @@ class RulesInvestigator:
             relevant = [f for f in fs if f.generic or f.kind]
             if relevant and max(f.strength for f in relevant) >= 0.2:
                 onsets[svc] = first(f.onset for f in relevant)
-        placement = place(onsets, topo)
+        # only severe anomalies propagate to callers: errors, hangs, specific faults (not load drift)
+        severe: dict[str, pd.Timestamp | None] = {}
+        for svc, fs in by_svc.items():
+            strong = [f for f in fs if _severe(f)]
+            if strong:
+                severe[svc] = first(f.onset for f in strong)
+        placement = place(onsets, topo, explainers=severe)
 
         cands = self._candidates(by_svc, placement, red, changes, topo, onsets)
         if planned and not cands:
@@ -223,7 +229,7 @@ class RulesInvestigator:
             is_root = bool(pl and pl.is_root)
             kinds = {f.kind for f in fs if f.kind}
             onset = onsets.get(svc) or first(f.onset for f in fs)
-            near = change_check.changes_near(changes, svc, onset)
+            near = change_check.changes_near(changes, svc, [onset] + [f.onset for f in fs if f.generic or f.kind])
             for kind in kinds:
                 spec = [f for f in fs if f.kind == kind]
                 c = cand(svc, kind)
@@ -354,6 +360,17 @@ class RulesInvestigator:
                           position="root", confidence=conf, evidence_for=ev_for,
                           evidence_against=_dedupe(c.evidence_against), signals=uniq,
                           proposals=_proposals(hid, c, window))
+
+
+def _severe(f: Finding) -> bool:
+    """Whether an anomaly is strong enough to make callers fail (and so explain their symptoms)."""
+    if f.strength < 0.2 or "load_driven" in f.detail:
+        return False
+    if f.signal == "5xx ratio":
+        return True
+    if f.signal == "p95 latency":
+        return float(f.detail.get("ratio", 0)) >= 3
+    return bool(f.kind)
 
 
 def _rate_limiting(red: Red) -> list[Finding]:

@@ -63,19 +63,23 @@ class Placement:
 
 
 def place(onsets: Mapping[str, pd.Timestamp | None], topology: Mapping[str, Sequence[str]],
-          tolerance: pd.Timedelta = TOLERANCE) -> dict[str, Placement]:
+          tolerance: pd.Timedelta = TOLERANCE,
+          explainers: Mapping[str, pd.Timestamp | None] | None = None) -> dict[str, Placement]:
     """Mark each anomalous service root or propagated.
 
     A service is explained by propagation when one of its (transitive) dependencies is anomalous
     with an onset no later than its own plus `tolerance` (scrape intervals and rate windows blur
-    the order of near-simultaneous onsets). Otherwise it is a root candidate.
+    the order of near-simultaneous onsets). Otherwise it is a root candidate. `explainers`
+    (default: `onsets`) limits which dependencies' anomalies are severe enough to propagate:
+    a dependency 2x slower does not make its callers fail, one that errors or hangs does.
     """
+    expl = onsets if explainers is None else explainers
     out: dict[str, Placement] = {}
     for svc, t in onsets.items():
         culprits = []
         for dep in callees(topology, svc):
-            dt = onsets.get(dep)
-            if dep not in onsets:
+            dt = expl.get(dep)
+            if dep not in expl:
                 continue
             if t is None or dt is None or dt <= t + tolerance:
                 culprits.append(dep)

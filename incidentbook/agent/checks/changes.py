@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 
 from incidentbook.agent.base import Evidence
@@ -18,12 +20,22 @@ def fault_kind_of(change_kind: str) -> str:
     return KIND_OF_CHANGE.get(change_kind.lower(), "config_change" if "conf" in change_kind.lower() else "bad_deploy")
 
 
-def changes_near(changes: pd.DataFrame, service: str, onset: pd.Timestamp | None) -> list[ChangeMatch]:
-    """Changes to `service` shortly before (or just after) `onset`, best first."""
-    if onset is None or changes.empty or "service" not in changes.columns:
+def changes_near(changes: pd.DataFrame, service: str, onsets: Iterable[pd.Timestamp | None]) -> list[ChangeMatch]:
+    """Changes to `service` shortly before (or just after) any of its signals' onsets, best first.
+
+    Each signal of a service can start at its own time (a slow drift first, the errors a change
+    caused later), so every onset is tried and each change keeps its best match.
+    """
+    if changes.empty or "service" not in changes.columns:
         return []
     mine = changes[changes["service"].astype(str) == service]
-    return correlate_changes(mine, onset)
+    best: dict[tuple[str, str], ChangeMatch] = {}
+    for onset in {t for t in onsets if t is not None}:
+        for m in correlate_changes(mine, onset):
+            key = (str(m.timestamp), m.description)
+            if key not in best or m.score > best[key].score:
+                best[key] = m
+    return sorted(best.values(), key=lambda m: -m.score)
 
 
 def change_evidence(m: ChangeMatch) -> Evidence:
