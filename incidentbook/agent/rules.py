@@ -129,6 +129,8 @@ class RulesInvestigator:
             strong = [f for f in fs if _severe(f)]
             if strong:
                 severe[svc] = first(f.onset for f in strong)
+        # a service's failure starts with its severe signals; milder drift before them is context
+        onsets.update({svc: t for svc, t in severe.items() if svc in onsets})
         placement = place(onsets, topo, explainers=severe)
 
         cands = self._candidates(by_svc, placement, red, changes, topo, onsets)
