@@ -30,11 +30,23 @@ class InvestigateMagics(BaseMagics):
     def _context(self, question: str) -> Any:
         from incidentbook.agent.base import InvestigationContext
 
+        from incidentbook.errors import NotFound
+
         s = self.session
         iid = s.require()
-        alerts = [{"labels": a.labels, "annotations": a.annotations, "starts_at": a.starts_at.isoformat()}
-                  for a in s.store.alerts(iid)]
-        inc = s.store.get_incident(iid)
+        try:
+            inc = s.store.get_incident(iid)
+            alerts = [{"labels": a.labels, "annotations": a.annotations, "starts_at": a.starts_at.isoformat()}
+                      for a in s.store.alerts(iid)]
+            service, namespace = inc.service, inc.namespace
+        except NotFound:
+            # A runbook run by hand (papermill, nbmake) for an incident the store does not know:
+            # investigate from the injected alert; the timeline write below says it was not kept.
+            ns = self.shell.user_ns
+            labels = dict(ns.get("labels") or {})
+            alerts = [{"labels": labels, "annotations": dict(ns.get("annotations") or {}),
+                       "starts_at": str(ns.get("starts_at") or "")}] if labels else []
+            service, namespace = str(ns.get("service") or labels.get("service", "")), labels.get("namespace", "")
         tel = s.telemetry()
         services = []
         for a in alerts:
@@ -47,8 +59,8 @@ class InvestigateMagics(BaseMagics):
             topology = getattr(bundle, "topology", {}) or {}
         ws, we = s.window()
         return InvestigationContext(incident_id=iid, alerts=alerts, window_start=ws, window_end=we, telemetry=tel,
-                                    services=services or ([inc.service] if inc.service else []),
-                                    topology=topology, namespace=inc.namespace, question=question)
+                                    services=services or ([service] if service else []),
+                                    topology=topology, namespace=namespace, question=question)
 
     def _investigator(self) -> tuple[Any, str]:
         from incidentbook.agent import simple  # noqa: F401  (registers the built-in fallback)
@@ -115,7 +127,7 @@ class InvestigateMagics(BaseMagics):
         data = result.to_dict()
         self.session.record("investigation",
                             f"{result.investigator}: {len(result.hypotheses)} hypotheses, "
-                            f"{len(result.proposals)} proposals", data)
+                            f"{len(result.proposals)} proposals", data, quiet=True)
         show_board(data["hypotheses"], result.notes, result.errors, widgets=self.widgets and not self.session.headless)
         if args.no_propose:
             return
