@@ -272,6 +272,24 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from incidentbook.evals import DEFAULT_SEEDS, run_eval
+
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else list(DEFAULT_SEEDS)
+    except ValueError:
+        raise BadInput(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
+    what = (f"{len(args.cases)} case(s)" if args.cases
+            else f"the scenario suite at seeds {','.join(map(str, seeds))}")
+    print(f"evaluating investigator {args.investigator!r} on {what} ...", file=sys.stderr)
+    report = run_eval([Path(c) for c in args.cases] or None, args.investigator, seeds, args.scenario)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.table())
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -372,6 +390,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="PATH")
     _add_common(p)
     p.set_defaults(func=cmd_bundle_import)
+
+    p = sub.add_parser("eval", help="replay cases against an investigator and score it",
+                       description="Replay cases (bundle directories with ground truth) against an investigator "
+                                   "and score it: accuracy at 1 and 3 (root-cause service and fault kind), mean "
+                                   "rank, time per case. With no CASES, the scenario suite is generated at the "
+                                   "given seeds.")
+    p.add_argument("cases", nargs="*", metavar="CASES", help="bundle directories (default: the scenario suite)")
+    p.add_argument("--investigator", default="rules", metavar="NAME", help="investigator to score (default: rules)")
+    p.add_argument("--seeds", metavar="N,N,…", help="seeds for the generated suite (default: the built-in seeds)")
+    p.add_argument("--scenario", action="append", metavar="NAME", help="only this scenario (repeatable)")
+    _add_common(p)
+    p.set_defaults(func=cmd_eval)
 
     return parser
 
