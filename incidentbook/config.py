@@ -43,6 +43,11 @@ class AgentConfig(_Section):
     model: str = ""
     api_key_env: str = "ANTHROPIC_API_KEY"
     base_url: str = ""
+    # Budgets of one model-backed investigation (the rules result is kept whatever happens).
+    max_turns: int = Field(default=12, ge=1)  # model requests in the tool-use loop
+    max_tokens: int = Field(default=200_000, ge=1000)  # input + output tokens over the whole loop
+    wall_clock_s: float = Field(default=120.0, gt=0)
+    tool_result_tokens: int = Field(default=2_000, ge=100)  # each tool result is cut to about this
 
 
 class SourceConfig(_Section):

@@ -7,6 +7,7 @@ to JSON (`to_dict` / `from_dict`) so boards can be stored, shown and compared.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Literal, Protocol, TypeVar
@@ -129,6 +130,9 @@ class InvestigationContext:
     namespace: str = ""
     question: str = ""
     history: Any = None  # postmortem library search API, when present
+    # Called as each hypothesis / proposal is found, so a board can fill while the investigation runs.
+    on_hypothesis: Callable[[Hypothesis], None] | None = None
+    on_proposal: Callable[[Proposal], None] | None = None
 
 
 @dataclass
