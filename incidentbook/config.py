@@ -36,6 +36,15 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = 8700
     token_env: str = "INCIDENTBOOK_TOKEN"
+    workers: int = 2  # runbooks executed at once (each holds a warm kernel)
+    warm_kernels: bool = True  # pre-start kernels; False runs each runbook with plain papermill
+    correlation_window_s: float = 600.0  # alerts on related services join an incident this young
+    rate_limit_per_s: float = 200.0  # sustained requests per second per client address
+    rate_limit_burst: int = 2000
+    lease_s: float = 60.0  # a runbook job whose worker stops heartbeating is resumed after this
+    pagerduty_secret_env: str = "INCIDENTBOOK_PAGERDUTY_SECRET"
+    slack_webhook_env: str = ""  # e.g. "SLACK_WEBHOOK_URL"; empty: no Slack notification
+    lab_url: str = ""  # JupyterLab base URL for notebook links when --no-lab (e.g. a JupyterHub)
 
 
 class AgentConfig(_Section):
@@ -82,6 +91,8 @@ class Config(_Section):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     library: LibraryConfig = Field(default_factory=LibraryConfig)
+    # service -> services it calls; alert-storm correlation groups alerts along these edges.
+    topology: dict[str, list[str]] = Field(default_factory=dict)
     # The write-action policy; validated by incidentbook.actions.policy.ActionsConfig at load.
     actions: dict[str, Any] = Field(default_factory=dict)
 
