@@ -110,7 +110,7 @@ class RulesInvestigator:
 
         rate_series = p.per_service(p.range(RATE))
         cost = saturation.cpu_per_request(p, rate_series, cut)
-        findings += saturation.check_cpu_cost(p, rate_series, cut, {s: a.ratio for s, a in red.rate.items()})
+        findings += saturation.check_cpu_cost(p, rate_series, cut)
         findings = self._explain_load(findings, red, cost, topo, planned, inv)
 
         by_svc: dict[str, list[Finding]] = defaultdict(list)
@@ -133,7 +133,7 @@ class RulesInvestigator:
         onsets.update({svc: t for svc, t in severe.items() if svc in onsets})
         placement = place(onsets, topo, explainers=severe)
 
-        cands = self._candidates(by_svc, placement, red, changes, topo, onsets)
+        cands = self._candidates(by_svc, placement, red, changes, topo, onsets, first(severe.values()))
         if planned and not cands:
             self._planned_only(planned, red, inv, ctx)
             return
@@ -173,6 +173,7 @@ class RulesInvestigator:
             for d in store:
                 victims[d] = c
         noted: set[str] = set()
+        by_load: dict[str, list[str]] = {}
         out = []
         for f in findings:
             svc = f.service
@@ -185,11 +186,12 @@ class RulesInvestigator:
                     noted.add(svc)
                     inv.notes.append(f"{svc}: its anomalies follow the cache hit-ratio collapse on {victims[svc]} "
                                      f"(misses go to the backing store): symptom, not capacity")
-            if planned and f.generic and (svc in load_up or callees(topo, svc) & set(load_up)):
+            if planned and f.generic and (svc in load_up or callees(topo, svc) & set(load_up)) \
+                    and _covers(planned, f.onset):
                 big = f.detail.get("change", 0) >= 0.05 or f.detail.get("ratio", 1) >= 4
-                if not big:
-                    inv.notes.append(f"{f.signal} on {svc} follows the planned load increase: symptom, not a cause")
-                    continue
+                by_load.setdefault(svc, []).append(f"{f.signal} {f.evidence.value.get('baseline')} -> "
+                                                   f"{f.evidence.value.get('level')}" + (" (large)" if big else ""))
+                continue
             if abusers & (callers(topo, svc) | {svc}) and svc in load_up and f.generic:
                 inv.notes.append(f"{f.signal} on {svc} follows its request rate (x{load_up[svc]:.2f}) driven by "
                                  f"abusive clients at {', '.join(sorted(abusers))}: symptom")
@@ -213,13 +215,16 @@ class RulesInvestigator:
                 f.strength *= 0.4
                 f.detail["load_driven"] = explained
             out.append(f)
+        if by_load:
+            inv.notes.append("the planned load explains these symptoms (not causes; '(large)' ones are worth a "
+                             "capacity review): " + "; ".join(f"{svc}: {', '.join(v)}" for svc, v in sorted(by_load.items())))
         return out
 
     def _candidates(self, by_svc: dict[str, list[Finding]], placement: dict[str, Any], red: Red,
                     changes: pd.DataFrame, topo: dict[str, list[str]],
-                    onsets: dict[str, pd.Timestamp | None]) -> list[_Candidate]:
+                    onsets: dict[str, pd.Timestamp | None], earliest: pd.Timestamp | None) -> list[_Candidate]:
         cands: dict[tuple[str, str], _Candidate] = {}
-        earliest = first(onsets.values())
+        earliest = earliest or first(onsets.values())
 
         def cand(svc: str, kind: str) -> _Candidate:
             return cands.setdefault((svc, kind), _Candidate(svc, kind, onset=onsets.get(svc)))
@@ -261,9 +266,11 @@ class RulesInvestigator:
                     c.signals += [Signal(f.signal, svc, "cause", iso(f.onset) if f.onset is not None else None,
                                          f.evidence.query) for f in generic]
                 if generic and not kinds and not near:
-                    kind = "slow_dependency" if any(f.signal == "p95 latency" for f in generic) else "unknown"
+                    slow = max((float(f.detail.get("ratio", 0)) for f in generic if f.signal == "p95 latency"), default=0)
+                    kind = "slow_dependency" if slow else "unknown"
                     c = cand(svc, kind)
-                    c.score += 0.5 * gen_strength
+                    # a service many times slower with healthy dependencies is hanging, not just busy
+                    c.score += 0.5 * gen_strength + (0.5 if slow >= 5 else 0.0)
                     c.evidence_for += [f.evidence for f in generic]
                     c.signals += [Signal(f.signal, svc, "cause", iso(f.onset) if f.onset is not None else None,
                                          f.evidence.query) for f in generic]
@@ -314,8 +321,9 @@ class RulesInvestigator:
         inv.notes.append(
             f"planned event {ev['title']!r} ({ev['kind']}, {ev['start']} .. {ev['end']}) covers the window and "
             f"explains the load: " + (", ".join(f"{s} x{a.ratio:.2f}" for s, a in rises[:4]) or "no rise measured")
-            + f"; 5xx ratio stays at most {err:.2%}. Not an incident cause: no cause hypothesis opened.")
-        svc = rises[0][0] if rises else (ev.get("services") or [""])[0]
+            + f"; highest 5xx ratio {err:.2%}. Not an incident cause: no cause hypothesis opened.")
+        entry = [s for s, _ in rises if not callers(ctx.topology, s)]
+        svc = entry[0] if entry else rises[0][0] if rises else (ev.get("services") or [""])[0]
         h = Hypothesis(
             id="h1", statement=f"expected load from the planned event {ev['title']!r}, not a fault",
             service=str(svc), fault_kind="planned_load", role="symptom", position="root",
@@ -362,6 +370,16 @@ class RulesInvestigator:
                           position="root", confidence=conf, evidence_for=ev_for,
                           evidence_against=_dedupe(c.evidence_against), signals=uniq,
                           proposals=_proposals(hid, c, window))
+
+
+PLANNED_SLACK = pd.Timedelta("15min")
+
+
+def _covers(planned: list[dict[str, Any]], t: pd.Timestamp | None, slack: pd.Timedelta = PLANNED_SLACK) -> bool:
+    """Whether a planned event is running at `t` (events may start a little after their traffic)."""
+    if t is None:
+        return True
+    return any(pd.Timestamp(e["start"]) - slack <= t <= pd.Timestamp(e["end"]) for e in planned)
 
 
 def _severe(f: Finding) -> bool:

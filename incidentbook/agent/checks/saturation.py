@@ -52,12 +52,11 @@ def _cost_anomalies(p: Probe, rate: dict[str, pd.Series], cut: pd.Timestamp) -> 
     return p.cache["cost"]
 
 
-def check_cpu_cost(p: Probe, rate: dict[str, pd.Series], cut: pd.Timestamp,
-                   load_ratio: dict[str, float]) -> list[Finding]:
-    """CPU seconds per request jumping while traffic stays flat: CPU contention, not load."""
+def check_cpu_cost(p: Probe, rate: dict[str, pd.Series], cut: pd.Timestamp) -> list[Finding]:
+    """CPU seconds per request jumping (per request, so a traffic rise alone cannot do it): contention."""
     out = []
     for svc, a in _cost_anomalies(p, rate, cut).items():
-        if a.onset is not None and a.ratio >= 1.6 and load_ratio.get(svc, 1.0) < 1.25:
+        if a.onset is not None and a.ratio >= 1.6:
             out.append(Finding(svc, "CPU per request", min(0.35 + (a.ratio - 1.6) * 0.4, 0.8), a.onset,
                                anomaly_evidence(svc, "CPU seconds per request", f"{CPU}\n / {RATE}", a),
                                kind="cpu_throttling", detail={"ratio": a.ratio}))
