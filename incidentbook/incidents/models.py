@@ -166,3 +166,36 @@ class RunbookRunRow(Base):
     cell_index: Mapped[int | None] = mapped_column(Integer)
     ename: Mapped[str] = mapped_column(Text, nullable=False, default="")
     evalue: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+
+class WorkItemRow(Base):
+    """The durable work queue of `incidentbook serve`.
+
+    `kind="alert"`: a webhook body, stored before the HTTP 2xx, folded into an incident by an
+    intake worker. `kind="runbook"`: an incident's runbook execution, at most one per incident.
+    Workers claim rows with `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL; a running job
+    whose `lease_until` passed (its worker died) is claimed again.
+    """
+
+    __tablename__ = "work_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    source: Mapped[str] = mapped_column(String(32), nullable=False, default="")
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    # sha256 of the body (alert items) or of "runbook:<incident id>": the same body twice is one item.
+    dedupe_key: Mapped[str] = mapped_column(String(64), nullable=False)
+    raw: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    incident_id: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(nullable=False)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    worker: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_work_items_dedupe_key"),
+        Index("ix_work_items_kind_state_id", "kind", "state", "id"),
+    )
