@@ -9,8 +9,8 @@ Default query set, for services `S = a|b|…` (regex-escaped):
 - Kubernetes events of `namespace` (all namespaces when None);
 - changes (rollouts and change feeds) and planned events overlapping the window.
 
-Log lines pass through `redact` (default: `redact_secrets`, which masks bearer tokens, AWS keys,
-`password=…`-style pairs and credentials in URLs) before they are written. A part whose source is
+Log lines pass through `redact` (default: a fresh `incidentbook.redact.Redactor`, which replaces
+secrets, emails and IPs with pseudonyms) before they are written. A part whose source is
 missing or fails is recorded in the manifest's `gaps` (part -> reason) rather than failing the
 whole export, so a bundle is still made when, say, Loki is down.
 """
@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from incidentbook.errors import BadInput
+from incidentbook.redact import default_redact
 from incidentbook.telemetry.base import METRIC_FRAME_FIXED, TimeLike
 from incidentbook.telemetry.bundle import (
     DEFAULT_MAX_BYTES,
@@ -40,24 +41,6 @@ from incidentbook.telemetry.sources import Telemetry
 
 DEFAULT_STEP_S = 15.0
 DEFAULT_MAX_LOG_LINES = 50_000
-
-_SECRET_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [REDACTED]"),
-    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), "[REDACTED-AWS-KEY]"),
-    (re.compile(r"(?i)\b(aws_secret_access_key|secret_access_key)(\s*[=:]\s*)[\"']?[A-Za-z0-9/+=]{30,}[\"']?"),
-     r"\1\2[REDACTED]"),
-    (re.compile(r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|client[_-]?secret)"
-                r"(\"?\s*[=:]\s*\"?)([^\s\"'&,;}]+)"), r"\1\2[REDACTED]"),
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s:@]+):([^/\s@]+)@"), r"\1\2:[REDACTED]@"),
-]
-
-
-def redact_secrets(line: str) -> str:
-    """Mask obvious secrets in a log line: bearer/basic tokens, AWS keys, password=…, URL credentials."""
-    for rx, repl in _SECRET_PATTERNS:
-        line = rx.sub(repl, line)
-    return line
-
 
 def default_queries(services: Sequence[str]) -> tuple[list[str], list[str]]:
     """The default (PromQL, LogQL) selectors for `services`."""
@@ -97,7 +80,7 @@ def export_bundle(telemetry: Telemetry, out: str | Path, window_start: TimeLike,
                   extra_manifest: Mapping[str, Any] | None = None) -> Path:
     """Pull the window's telemetry for `services` from `telemetry` and write a bundle at `out`.
 
-    `redact` maps each log line to its redacted form (default `redact_secrets`). `metric_queries`
+    `redact` maps each log line to its redacted form (default: `incidentbook.redact.default_redact()`). `metric_queries`
     / `log_queries` replace the default query set. Returns the bundle directory.
     """
     start, end = to_utc(window_start), to_utc(window_end)
@@ -109,7 +92,7 @@ def export_bundle(telemetry: Telemetry, out: str | Path, window_start: TimeLike,
     dm, dl = default_queries(services) if services else ([], [])
     metric_queries = list(metric_queries if metric_queries is not None else dm)
     log_queries = list(log_queries if log_queries is not None else dl)
-    redact = redact or redact_secrets
+    redact = redact or default_redact()
     gaps: dict[str, str] = {}
     span = (end - start).total_seconds()
     step = max(float(step_s), auto_step(0, span, min_step=step_s))
