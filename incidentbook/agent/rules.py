@@ -192,7 +192,8 @@ class RulesInvestigator:
                 by_load.setdefault(svc, []).append(f"{f.signal} {f.evidence.value.get('baseline')} -> "
                                                    f"{f.evidence.value.get('level')}" + (" (large)" if big else ""))
                 continue
-            if abusers & (callers(topo, svc) | {svc}) and svc in load_up and f.generic:
+            if abusers & (callers(topo, svc) | {svc}) and svc in load_up and (
+                    f.generic or f.kind in ("cpu_throttling", "db_pool_exhaustion")):
                 inv.notes.append(f"{f.signal} on {svc} follows its request rate (x{load_up[svc]:.2f}) driven by "
                                  f"abusive clients at {', '.join(sorted(abusers))}: symptom")
                 continue
