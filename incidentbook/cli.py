@@ -290,6 +290,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from incidentbook.intake.server import serve
+
+    def announce(urls: dict[str, str]) -> None:
+        if args.json:
+            _print_json(urls)
+        else:
+            print(f"webhook (Alertmanager): {urls['webhook']}")
+            print(f"webhook (PagerDuty):    {urls['pagerduty']}")
+            print(f"generic alerts:         {urls['alerts']}")
+            print(f"incidents page:         {urls['incidents']}")
+            print(f"JupyterLab:             {urls['lab'] or '-'}")
+        sys.stdout.flush()
+
+    serve(_config(args), host=args.host, port=args.port, no_auth=args.no_auth, no_lab=args.no_lab,
+          bundle=Path(args.bundle) if args.bundle else None, announce=announce)
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -402,6 +421,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", action="append", metavar="NAME", help="only this scenario (repeatable)")
     _add_common(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("serve", help="webhook intake + runbook workers (+ JupyterLab)",
+                       description="Receive Alertmanager, PagerDuty and generic alert webhooks, persist them, open "
+                                   "or group incidents and run their runbooks in warm kernels. Needs a bearer token "
+                                   "in the variable named by [server] token_env (--no-auth only on a loopback host).")
+    p.add_argument("--host", default=None, help="address to listen on (default: [server] host)")
+    p.add_argument("--port", type=int, default=None, help="port (default: [server] port)")
+    p.add_argument("--no-lab", action="store_true", help="do not start JupyterLab")
+    p.add_argument("--no-auth", action="store_true", help="accept webhooks without a token (loopback host only)")
+    p.add_argument("--bundle", metavar="DIR", help="replay this telemetry bundle for every incident (and use its topology)")
+    _add_common(p)
+    p.set_defaults(func=cmd_serve)
 
     return parser
 

@@ -6,6 +6,7 @@ runbook runs, so a runbook or kernel failure never loses the alert.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,7 +16,13 @@ from incidentbook.config import Config
 from incidentbook.errors import RunbookError
 from incidentbook.incidents import Incident, Store
 from incidentbook.intake.alertmanager import parse_alertmanager
-from incidentbook.runner import build_parameters, load_runbooks, run_runbook, select_runbook
+from incidentbook.runner import (
+    RunResult,
+    build_parameters,
+    load_runbooks,
+    run_runbook,
+    select_runbook,
+)
 from incidentbook.telemetry.bundle import iso, open_bundle, to_utc
 
 #: How much telemetry before the first alert a runbook looks at by default.
@@ -53,8 +60,12 @@ def incident_window(incident: Incident, alert_starts: list[datetime],
 
 
 def run_incident_runbook(cfg: Config, store: Store, incident_id: str,
-                         bundle: Path | None = None) -> IngestedIncident:
-    """Select the runbook for an incident, execute it with papermill and record the outcome."""
+                         bundle: Path | None = None,
+                         execute: Callable[..., RunResult] = run_runbook) -> IngestedIncident:
+    """Select the runbook for an incident, execute it with papermill and record the outcome.
+
+    `execute` has `run_runbook`'s signature; `serve` passes a warm kernel pool's `run`.
+    """
     incident = store.get_incident(incident_id)
     alerts = store.alerts(incident_id)
     first = alerts[0] if alerts else None
@@ -83,7 +94,7 @@ def run_incident_runbook(cfg: Config, store: Store, incident_id: str,
     store.set_runbook(incident.id, runbook.name, str(notebook))
     run_id = store.start_run(incident.id, runbook.name)
     try:
-        result = run_runbook(runbook, params, notebook, cwd=workdir,
+        result = execute(runbook, params, notebook, cwd=workdir,
                              cell_timeout_s=cfg.runner.cell_timeout_s,
                              kernel_name=cfg.runner.kernel_name)
     except RunbookError as e:

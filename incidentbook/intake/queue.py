@@ -1,0 +1,274 @@
+"""The durable work queue behind `incidentbook serve`, kept in the incident store.
+
+Two kinds of work item:
+
+- `alert`: a webhook body, inserted (one short transaction) before the HTTP 2xx is sent. An
+  intake worker then, in ONE transaction, claims it, folds it into an incident (dedupe by group
+  key, storm correlation by the dependency map), queues the runbook job of a new incident and
+  marks the item done. A crash anywhere rolls all of it back, so the item is processed again and
+  every alert is accounted for exactly once. An identical body received twice is one item.
+- `runbook`: at most one per incident. A runbook worker claims it with a lease and heartbeats
+  while the runbook runs; a job whose worker died (lease expired) is claimed again. A job whose
+  incident already has a finished run is marked done without running again.
+
+On PostgreSQL, claims use `SELECT … FOR UPDATE SKIP LOCKED`, so several `serve` processes share
+one queue; intake transactions also take an advisory lock so correlation decisions are serial.
+SQLite serialises writers itself (`BEGIN IMMEDIATE`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from incidentbook.errors import InvalidPayload
+from incidentbook.incidents import Store
+from incidentbook.incidents.models import IncidentRow, PayloadRow, WorkItemRow
+from incidentbook.incidents.store import _hash
+from incidentbook.intake.alertmanager import AlertmanagerPayload, parse_alertmanager
+from incidentbook.intake.correlate import Topology
+
+#: Sources the intake accepts, and the parser of each one's stored body.
+SOURCES = ("alertmanager", "pagerduty", "generic")
+#: A runbook job is given up (state `failed`) after this many claims.
+MAX_ATTEMPTS = 3
+_PG_INTAKE_LOCK = 0x1C1DB0AA
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def default_worker_id() -> str:
+    """`host:pid`, so a job's holder can be found in `ps`."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def parse_body(source: str, raw: str) -> AlertmanagerPayload | None:
+    """Parse a stored body by its source; None for a PagerDuty event that is not about an incident."""
+    if source == "alertmanager":
+        return parse_alertmanager(raw)
+    if source == "pagerduty":
+        from incidentbook.intake.pagerduty import parse_pagerduty
+
+        return parse_pagerduty(raw)
+    if source == "generic":
+        from incidentbook.intake.generic import parse_generic
+
+        return parse_generic(raw)
+    raise InvalidPayload(f"unknown alert source {source!r}; use one of {', '.join(SOURCES)}")
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What `enqueue_alert` did: the item id and whether the same body was already queued."""
+
+    id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Processed:
+    """One intake item folded into the store."""
+
+    item_id: int
+    incident_id: str | None
+    created: bool
+    joined: str | None = None  # the incident correlation joined these alerts to
+    alerts: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed runbook job."""
+
+    id: int
+    incident_id: str
+    attempts: int
+
+
+class WorkQueue:
+    """The queue in `store`, worked by `worker` (default host:pid)."""
+
+    def __init__(self, store: Store, *, topology: Topology | None = None,
+                 correlation_window_s: float = 600.0, lease_s: float = 60.0,
+                 worker: str | None = None, bundle: str | None = None) -> None:
+        self.store = store
+        self.topology = topology or Topology()
+        self.window = timedelta(seconds=correlation_window_s)
+        self.lease = timedelta(seconds=lease_s)
+        self.worker = worker or default_worker_id()
+        self.bundle = bundle
+
+    def _session(self) -> Any:
+        return self.store._session(write=True)
+
+    # ------------------------------------------------------------------ intake
+
+    def enqueue_alert(self, source: str, raw: str) -> Enqueued:
+        """Persist a webhook body (committed when this returns); the same body twice is one item."""
+        key = _hash(f"{source}\n{raw}")
+        try:
+            with self._session() as s:
+                row = WorkItemRow(kind="alert", source=source, state="queued", dedupe_key=key, raw=raw,
+                                  received_at=_now(), worker="", attempts=0)
+                s.add(row)
+                s.flush()
+                return Enqueued(row.id, False)
+        except IntegrityError:
+            with self.store._session(write=False) as s:
+                existing = s.scalars(select(WorkItemRow.id).where(WorkItemRow.dedupe_key == key)).first()
+            return Enqueued(int(existing or 0), True)
+
+    def process_next_alert(self, on_created: Callable[[str], None] | None = None) -> Processed | None:
+        """Fold the oldest queued body into the store; None when nothing is queued."""
+        while True:
+            try:
+                with self._session() as s:
+                    if self.store.dialect == "postgresql":
+                        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_INTAKE_LOCK})
+                    row = s.scalars(
+                        select(WorkItemRow)
+                        .where(WorkItemRow.kind == "alert", WorkItemRow.state == "queued")
+                        .order_by(WorkItemRow.id).limit(1).with_for_update(skip_locked=True)
+                    ).first()
+                    if row is None:
+                        return None
+                    result = self._process(s, row)
+            except IntegrityError:
+                continue  # someone else (`incidentbook ingest`) opened the group first: retry
+            if result.created and result.incident_id and on_created is not None:
+                on_created(result.incident_id)
+            return result
+
+    def _process(self, s: Session, row: WorkItemRow) -> Processed:
+        now = _now()
+        row.attempts += 1
+        row.started_at = row.started_at or now
+        try:
+            payload = parse_body(row.source, row.raw)
+        except InvalidPayload as e:
+            row.state, row.error, row.finished_at = "failed", str(e), now
+            return Processed(row.id, None, False, error=str(e))
+        if payload is None:
+            row.state, row.finished_at = "done", now
+            return Processed(row.id, None, False)
+        original_group = payload.group_key
+        payload, parent = self._correlate(s, payload, now)
+        prow = PayloadRow(received_at=row.received_at, source=row.source, group_key=payload.group_key,
+                          status=payload.status, raw=payload.raw)
+        s.add(prow)
+        s.flush()
+        outcome = self.store._apply(s, payload, prow.id, row.source, now)
+        incident_id = outcome.incident.id
+        if parent is not None:
+            services = sorted({a.labels.get("service", "") for a in payload.alerts} - {""})
+            why = self.topology.explains(parent.service, services)
+            self.store._add_event(
+                s, incident_id, "symptoms_joined",
+                f"{', '.join(services)} alerts joined as symptoms ({why})", "incidentbook",
+                {"services": services, "original_group_key": original_group,
+                 "alerts": [a.key for a in payload.alerts], "payload_id": prow.id}, now)
+        if outcome.created:
+            if self.bundle:
+                inc = s.get(IncidentRow, incident_id)
+                if inc is not None:
+                    inc.bundle = self.bundle
+            s.add(WorkItemRow(kind="runbook", source=row.source, state="queued",
+                              dedupe_key=_hash(f"runbook\n{incident_id}"), raw="",
+                              incident_id=incident_id, received_at=now, worker="", attempts=0))
+        row.state, row.finished_at, row.incident_id = "done", now, incident_id
+        s.flush()
+        return Processed(row.id, incident_id, outcome.created,
+                         joined=incident_id if parent is not None else None, alerts=len(payload.alerts))
+
+    def _correlate(self, s: Session, payload: AlertmanagerPayload,
+                   now: datetime) -> tuple[AlertmanagerPayload, IncidentRow | None]:
+        if not self.topology or not payload.firing:
+            return payload, None
+        own = s.scalars(select(IncidentRow.id).where(
+            IncidentRow.group_key_hash == _hash(payload.group_key), IncidentRow.status == "open")).first()
+        if own is not None:
+            return payload, None
+        services = {a.labels.get("service", "") for a in payload.firing} - {""}
+        if not services:
+            return payload, None
+        candidates = s.scalars(
+            select(IncidentRow).where(IncidentRow.status == "open", IncidentRow.updated >= now - self.window)
+            .order_by(IncidentRow.created, IncidentRow.id)
+        )
+        for inc in candidates:
+            if any(self.topology.related(svc, inc.service) for svc in services):
+                joined = payload.model_copy(update={"group_key": inc.group_key})
+                joined._raw = payload.raw
+                return joined, inc
+        return payload, None
+
+    # ------------------------------------------------------------------ runbook jobs
+
+    def claim_runbook(self) -> Job | None:
+        """Take the oldest runbook job that is queued or whose worker's lease ran out."""
+        now = _now()
+        with self._session() as s:
+            row = s.scalars(
+                select(WorkItemRow)
+                .where(WorkItemRow.kind == "runbook",
+                       or_(WorkItemRow.state == "queued",
+                           and_(WorkItemRow.state == "running", WorkItemRow.lease_until < now)))
+                .order_by(WorkItemRow.id).limit(1).with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            row.state, row.worker, row.attempts = "running", self.worker, row.attempts + 1
+            row.started_at, row.lease_until = now, now + self.lease
+            return Job(row.id, str(row.incident_id), row.attempts)
+
+    def heartbeat(self, job: Job) -> bool:
+        """Extend the job's lease; False if another worker has taken it over."""
+        with self._session() as s:
+            row = s.get(WorkItemRow, job.id, with_for_update=True)
+            if row is None or row.worker != self.worker or row.state != "running":
+                return False
+            row.lease_until = _now() + self.lease
+            return True
+
+    def finish(self, job: Job, state: str, error: str = "") -> None:
+        """Mark a job `done` or `failed` (with the error)."""
+        with self._session() as s:
+            row = s.get(WorkItemRow, job.id, with_for_update=True)
+            if row is not None:
+                row.state, row.finished_at, row.lease_until = state, _now(), None
+                row.error = error[:2000] or None
+
+    def release(self, job: Job) -> None:
+        """Give a claimed job back (server shutting down) so another worker runs it now."""
+        with self._session() as s:
+            row = s.get(WorkItemRow, job.id, with_for_update=True)
+            if row is not None and row.worker == self.worker and row.state == "running":
+                row.state, row.lease_until = "queued", None
+
+    # ------------------------------------------------------------------ reporting
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """kind -> state -> number of items."""
+        out: dict[str, dict[str, int]] = {}
+        with self.store._session(write=False) as s:
+            for kind, state, n in s.execute(
+                    select(WorkItemRow.kind, WorkItemRow.state, func.count()).group_by(
+                        WorkItemRow.kind, WorkItemRow.state)):
+                out.setdefault(kind, {})[state] = int(n)
+        return out
+
+    def pending(self) -> int:
+        """Items not finished yet (queued or running), of both kinds."""
+        c = self.counts()
+        return sum(v.get("queued", 0) + v.get("running", 0) for v in c.values())

@@ -1,0 +1,226 @@
+"""The workers behind `incidentbook serve`: intake (payload -> incident) and runbooks (-> notebook).
+
+    service = IntakeService(cfg, store).start()
+    service.submit("alertmanager", body)      # persisted when it returns
+    ...
+    service.stop()
+
+One intake thread folds queued webhook bodies into incidents (fast: milliseconds each); a
+bounded pool of `[server] workers` threads executes runbooks, each in a warm kernel from a
+`KernelPool` (or with plain papermill when `[server] warm_kernels = false`). Everything they
+work on lives in the store's queue, so a restart picks up where a crash left off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from incidentbook.config import Config
+from incidentbook.errors import IncidentbookError, RunbookError
+from incidentbook.incidents import Store
+from incidentbook.intake.correlate import Topology
+from incidentbook.intake.ingest import run_incident_runbook
+from incidentbook.intake.metrics import IntakeMetrics
+from incidentbook.intake.queue import MAX_ATTEMPTS, Enqueued, Job, WorkQueue
+
+log = logging.getLogger(__name__)
+
+#: Why a runbook run was marked failed when its worker disappeared mid-run.
+WORKER_LOST = "WorkerLost"
+
+
+def load_topology(cfg: Config, bundle: Path | None = None) -> Topology:
+    """The dependency map: `[topology]` in the config, else the bundle manifest's `topology`."""
+    if cfg.topology:
+        return Topology(cfg.topology)
+    if bundle is not None:
+        from incidentbook.telemetry.bundle import open_bundle
+
+        return Topology(open_bundle(bundle).topology)
+    return Topology()
+
+
+class IntakeService:
+    """Queue, intake worker and runbook workers for one `serve` process."""
+
+    def __init__(self, cfg: Config, store: Store, *, bundle: Path | None = None,
+                 workers: int | None = None, warm: bool | None = None,
+                 topology: Topology | None = None,
+                 notify: Callable[[str], None] | None = None,
+                 metrics: IntakeMetrics | None = None, run_runbooks: bool = True) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.bundle = bundle.resolve() if bundle is not None else None
+        self.queue = WorkQueue(
+            store, topology=topology if topology is not None else load_topology(cfg, bundle),
+            correlation_window_s=cfg.server.correlation_window_s, lease_s=cfg.server.lease_s,
+            bundle=str(self.bundle) if self.bundle else None)
+        self.workers = cfg.server.workers if workers is None else workers
+        self.warm = cfg.server.warm_kernels if warm is None else warm
+        self.notify = notify
+        self.metrics = metrics or IntakeMetrics()
+        self.run_runbooks = run_runbooks
+        self.pool: Any = None
+        self._stop = threading.Event()
+        self._wake_intake = threading.Event()
+        self._wake_runbooks = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._running = 0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> IntakeService:
+        """Start the warm kernels and the worker threads; returns at once."""
+        # Runbook kernels open the same store and workspace as this process.
+        os.environ.setdefault("INCIDENTBOOK_HOME", str(self.cfg.home))
+        if self.run_runbooks and self.workers > 0 and self.warm:
+            from incidentbook.runner.pool import KernelPool
+
+            self.pool = KernelPool(self.workers, kernel_name=self.cfg.runner.kernel_name).start()
+        self._spawn(self._intake_loop, "incidentbook-intake")
+        if self.run_runbooks:
+            for i in range(self.workers):
+                self._spawn(self._runbook_loop, f"incidentbook-runbook-{i}")
+        return self
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking work, let running runbooks finish (up to `timeout`), shut kernels down."""
+        self._stop.set()
+        self._wake_intake.set()
+        self._wake_runbooks.set()
+        for t in self._threads:
+            t.join(timeout=timeout)
+        if self.pool is not None:
+            self.pool.close()
+
+    # ------------------------------------------------------------------ intake
+
+    def submit(self, source: str, raw: str) -> Enqueued:
+        """Persist a webhook body in the queue (committed on return) and wake the intake worker."""
+        result = self.queue.enqueue_alert(source, raw)
+        if result.duplicate:
+            self.metrics.deduplicated.labels(source=source).inc()
+        self._wake_intake.set()
+        return result
+
+    def _intake_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                done = self.queue.process_next_alert()
+            except IncidentbookError as e:
+                log.error("intake: %s", e)
+                self._stop.wait(1.0)
+                continue
+            if done is None:
+                self._wake_intake.wait(0.5)
+                self._wake_intake.clear()
+                continue
+            if done.error:
+                self.metrics.failed.labels(kind="alert").inc()
+                log.warning("intake: item %s rejected: %s", done.item_id, done.error)
+            elif done.created:
+                self.metrics.incidents_opened.inc()
+                self._wake_runbooks.set()
+            elif done.incident_id:
+                self.metrics.grouped.labels(how="correlated" if done.joined else "group_key").inc()
+
+    # ------------------------------------------------------------------ runbooks
+
+    def _runbook_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                job = self.queue.claim_runbook()
+            except IncidentbookError as e:
+                log.error("runbook worker: %s", e)
+                self._stop.wait(1.0)
+                continue
+            if job is None:
+                self._wake_runbooks.wait(1.0)
+                self._wake_runbooks.clear()
+                continue
+            self.run_job(job)
+
+    def run_job(self, job: Job) -> str:
+        """Execute one claimed runbook job; returns the job's final state."""
+        beat_stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job, beat_stop), daemon=True)
+        beat.start()
+        with self._lock:
+            self._running += 1
+            self.metrics.running.set(self._running)
+        state, error = "failed", ""
+        try:
+            state, error = self._run(job)
+        except Exception as e:  # noqa: BLE001 - a broken job must not kill the worker
+            error = f"{type(e).__name__}: {e}"
+            log.exception("runbook job %s for %s", job.id, job.incident_id)
+            if job.attempts < MAX_ATTEMPTS and not self._stop.is_set():
+                beat_stop.set()
+                self.queue.release(job)
+                return "queued"
+        finally:
+            beat_stop.set()
+            with self._lock:
+                self._running -= 1
+                self.metrics.running.set(self._running)
+        if state == "failed":
+            self.metrics.failed.labels(kind="runbook").inc()
+        self.queue.finish(job, "done" if state in ("done", "skipped") else "failed", error)
+        return state
+
+    def _heartbeat(self, job: Job, stop: threading.Event) -> None:
+        period = max(0.2, self.cfg.server.lease_s / 3)
+        while not stop.wait(period):
+            try:
+                if not self.queue.heartbeat(job):
+                    return
+            except IncidentbookError as e:
+                log.warning("heartbeat for job %s: %s", job.id, e)
+
+    def _run(self, job: Job) -> tuple[str, str]:
+        incident = self.store.get_incident(job.incident_id)
+        runs = self.store.runs(incident.id)
+        if any(r.status != "running" and r.ename != WORKER_LOST for r in runs):
+            return "skipped", ""  # it already ran to completion: never twice
+        for r in runs:
+            if r.status == "running":
+                self.store.finish_run(r.id, "failed", ename=WORKER_LOST,
+                                      evalue="the server stopped while this runbook ran; it is run again")
+        if job.attempts > MAX_ATTEMPTS:
+            return "failed", f"gave up after {MAX_ATTEMPTS} attempts"
+        bundle = Path(incident.bundle) if incident.bundle else None
+        execute = self.pool.run if self.pool is not None else None
+        started = time.monotonic()
+        try:
+            if execute is not None:
+                result = run_incident_runbook(self.cfg, self.store, incident.id, bundle=bundle, execute=execute)
+            else:
+                result = run_incident_runbook(self.cfg, self.store, incident.id, bundle=bundle)
+        except RunbookError as e:
+            return "failed", str(e)
+        self.metrics.runbook_seconds.observe(time.monotonic() - started)
+        self.metrics.alert_to_notebook.observe(
+            max(0.0, time.time() - incident.created.timestamp()))
+        if self.notify is not None:
+            try:
+                self.notify(incident.id)
+            except Exception as e:  # noqa: BLE001 - a chat outage never fails the incident
+                log.warning("notification for %s failed: %s", incident.id, e)
+        return ("done" if not result.error else "failed"), result.error
+
+    @property
+    def running(self) -> int:
+        """Runbooks executing now."""
+        return self._running
