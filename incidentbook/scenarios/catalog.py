@@ -110,7 +110,10 @@ def get_scenario(name: str) -> ScenarioInfo:
     raise NotFound(f"no scenario named {name!r}; known scenarios: {known}")
 
 
-def _window(seed: int, duration: float) -> np.ndarray:
+def _window(seed: int, duration: float, end: float | None = None) -> np.ndarray:
+    if end is not None:  # a window ending at `end` (unix seconds), e.g. now for live alerting
+        t0 = (float(end) - duration) // STEP_S * STEP_S
+        return np.arange(t0, t0 + duration, STEP_S, dtype=float)
     rng = np.random.default_rng([seed, 17])
     start = _EPOCH + pd.Timedelta(days=int(rng.integers(0, 28)), hours=int(rng.integers(10, 16)))
     t0 = start.timestamp()
@@ -157,9 +160,9 @@ def _remediation(sim: Sim) -> dict[str, Any]:
 
 
 def _run(system: System, kind: str, target: str, out_dir: str | Path, seed: int, duration: float | str | None,
-         source: str, params: dict[str, Any], name: str) -> GeneratedScenario:
+         source: str, params: dict[str, Any], name: str, end: float | None = None) -> GeneratedScenario:
     secs = _parse_duration(duration)
-    t = _window(seed, secs)
+    t = _window(seed, secs, end)
     rng = np.random.default_rng([seed, 23])
     onset = int(len(t) * float(rng.uniform(0.55, 0.65)))
     fault = FaultSpec(kind, target, onset, dict(params))
@@ -198,11 +201,13 @@ def _run(system: System, kind: str, target: str, out_dir: str | Path, seed: int,
     return GeneratedScenario(name=name, bundle_dir=out, payloads=paths, manifest=manifest, alerts=alerts)
 
 
-def generate(name: str, out_dir: str | Path, seed: int = 0, duration: float | str | None = None) -> GeneratedScenario:
+def generate(name: str, out_dir: str | Path, seed: int = 0, duration: float | str | None = None,
+             end: float | None = None) -> GeneratedScenario:
     """Generate scenario `name` as a bundle in `out_dir`, with webhook payloads in `out_dir/alerts/`.
 
     `seed` changes the window, noise, red herrings and onset; a non-zero seed may move the fault
-    to another eligible service. `duration`: seconds or a string like '3h' (default 3h).
+    to another eligible service. `duration`: seconds or a string like '3h' (default 3h). `end`
+    (unix seconds) places the window's end there instead of on a seed-chosen past day.
     """
     info = get_scenario(name)
     system = shop_system()
@@ -212,7 +217,8 @@ def generate(name: str, out_dir: str | Path, seed: int = 0, duration: float | st
     target = info.root_cause_service
     if seed and info.name not in ("worker-memory-leak",):
         target = str(np.random.default_rng([seed, 5]).choice(targets))
-    return _run(system, info.fault_kind, target, out_dir, seed, duration, f"scenario:{info.name}", info.params, info.name)
+    return _run(system, info.fault_kind, target, out_dir, seed, duration, f"scenario:{info.name}", info.params,
+                info.name, end)
 
 
 def generate_system(out_dir: str | Path, seed: int = 0, fault_kind: str | None = None,
