@@ -144,8 +144,10 @@ def cmd_incidents_show(args: argparse.Namespace) -> int:
 
 
 def cmd_incidents_close(args: argparse.Namespace) -> int:
+    from incidentbook.postmortems import close_incident
+
     actor = os.environ.get("JUPYTERHUB_USER") or os.environ.get("USER") or "unknown"
-    inc = _store(args).close_incident(args.id, actor=actor, summary=args.summary, root_cause=args.root_cause)
+    inc, _ = close_incident(_store(args), args.id, actor=actor, summary=args.summary, root_cause=args.root_cause)
     if args.json:
         _print_json(inc.to_dict())
     else:
@@ -309,6 +311,90 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_postmortem(args: argparse.Namespace) -> int:
+    from incidentbook.postmortems import Library, draft_postmortem
+
+    cfg, store = _config(args), _store(args)
+    draft = draft_postmortem(cfg, store, args.id, force=args.force)
+    doc: dict[str, Any] = {"incident": draft.incident_id, "postmortem": str(draft.path),
+                           "impact": draft.impact.to_dict(), "root_cause": draft.root_cause}
+    if args.archive:
+        entry, _ = Library.from_config(cfg).add(cfg, store, args.id)
+        doc["library"] = str(entry.path)
+    if args.json:
+        _print_json(doc)
+        return 0
+    print(f"drafted {draft.path}")
+    if "library" in doc:
+        print(f"archived in {doc['library']}")
+    else:
+        print(f"next: edit it in JupyterLab, then `incidentbook library add {draft.incident_id}`")
+    return 0
+
+
+def cmd_library_add(args: argparse.Namespace) -> int:
+    from incidentbook.postmortems import Library
+
+    cfg = _config(args)
+    entry, new = Library.from_config(cfg).add(cfg, _store(args), args.id)
+    if args.json:
+        _print_json({**entry.to_dict(), "new": new})
+    else:
+        print(f"{'archived' if new else 'new version of'} {entry.id} in {entry.path}")
+        print(f"  html: {entry.path / 'postmortem.html'}")
+    return 0
+
+
+def cmd_library_search(args: argparse.Namespace) -> int:
+    from incidentbook.postmortems import Library
+
+    lib = Library.from_config(_config(args))
+    if args.reindex:
+        lib.index(rebuild=True).close()
+    hits = lib.search(" ".join(args.query), service=args.service, since=args.since, severity=args.severity,
+                      limit=args.limit)
+    if args.json:
+        _print_json({"query": " ".join(args.query), "results": hits})
+        return 0
+    if not hits:
+        print("no postmortems match; try fewer words or drop a filter")
+        return 0
+    print(_table([(h["id"], h["closed"][:10], h["severity"], ",".join(h["services"]), h["root_cause_kind"],
+                   h["title"][:60]) for h in hits], ["ID", "CLOSED", "SEVERITY", "SERVICES", "ROOT CAUSE", "TITLE"]))
+    return 0
+
+
+def cmd_library_show(args: argparse.Namespace) -> int:
+    from incidentbook.postmortems import Library
+
+    entry = Library.from_config(_config(args)).get(args.id)
+    if args.json:
+        _print_json(entry.to_dict())
+        return 0
+    m = entry.meta
+    rc = m.get("root_cause") or {}
+    print(f"{m['id']}  {m.get('title', '')}")
+    for k, v in (("severity", m.get("severity")), ("services", ", ".join(m.get("services", []))),
+                 ("alerts", ", ".join(m.get("alertnames", []))), ("closed", m.get("closed")),
+                 ("root cause", f"{rc.get('kind')} on {rc.get('service') or '?'}: {rc.get('statement')}"),
+                 ("summary", m.get("summary")), ("html", entry.path / "postmortem.html")):
+        if v:
+            print(f"  {k + ':':<12}{v}")
+    return 0
+
+
+def cmd_library_history(args: argparse.Namespace) -> int:
+    from incidentbook.postmortems import Library
+
+    versions = Library.from_config(_config(args)).history(args.id)
+    if args.json:
+        _print_json({"id": args.id, "versions": [v.to_dict() for v in versions]})
+        return 0
+    print(_table([(v.commit[:10], v.date, v.author, v.message) for v in versions],
+                 ["COMMIT", "DATE", "AUTHOR", "CHANGE"]))
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -433,6 +519,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", metavar="DIR", help="replay this telemetry bundle for every incident (and use its topology)")
     _add_common(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("postmortem", help="draft the postmortem notebook of a closed incident",
+                       description="Draft postmortem.ipynb beside the incident notebook: summary, impact from the "
+                                   "telemetry bundle, timeline, root cause with its evidence cells, action items.")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--archive", action="store_true", help="also archive it in the library (same as `library add`)")
+    p.add_argument("--force", action="store_true", help="redraft even if a draft exists (your edits are lost)")
+    _add_common(p)
+    p.set_defaults(func=cmd_postmortem)
+
+    lb = sub.add_parser("library", help="the postmortem library: add, search, show, history").add_subparsers(
+        dest="sub", metavar="SUBCOMMAND")
+    lb.required = True
+    p = lb.add_parser("add", help="archive (or version) a closed incident's postmortem, redacted")
+    p.add_argument("id", metavar="ID")
+    _add_common(p)
+    p.set_defaults(func=cmd_library_add)
+    p = lb.add_parser("search", help="full-text search over past postmortems")
+    p.add_argument("query", nargs="*", metavar="Q", help="words that must all appear (title, summary, root cause, "
+                                                         "services, alerts, log templates)")
+    p.add_argument("--service", metavar="S", help="only postmortems involving this service")
+    p.add_argument("--since", metavar="D", help="only incidents closed on or after this date (YYYY-MM-DD)")
+    p.add_argument("--severity", metavar="S", help="only this severity")
+    p.add_argument("--limit", type=int, default=20, help="at most this many (default: 20)")
+    p.add_argument("--reindex", action="store_true", help="rebuild the search index from the library files first")
+    _add_common(p)
+    p.set_defaults(func=cmd_library_search)
+    p = lb.add_parser("show", help="one archived postmortem")
+    p.add_argument("id", metavar="ID")
+    _add_common(p)
+    p.set_defaults(func=cmd_library_show)
+    p = lb.add_parser("history", help="the versions of an archived postmortem")
+    p.add_argument("id", metavar="ID")
+    _add_common(p)
+    p.set_defaults(func=cmd_library_history)
 
     return parser
 
