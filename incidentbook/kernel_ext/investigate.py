@@ -21,6 +21,33 @@ def _unquote(text: str) -> str:
     return text
 
 
+def _live_board(ctx: Any) -> Any:
+    """Show hypotheses and proposals as the investigator finds them (one display, updated in place)."""
+    from IPython.display import display
+
+    from incidentbook.kernel_ext.display import board_html
+
+    found: list[Any] = []
+    counts = {"proposals": 0}
+
+    def render() -> dict[str, str]:
+        note = f"investigating… {len(found)} hypotheses, {counts['proposals']} proposals so far"
+        return {"text/html": board_html([h.to_dict() for h in found], [note]), "text/plain": note}
+
+    handle = display(render(), raw=True, display_id=True)
+
+    def on_hypothesis(h: Any) -> None:
+        found.append(h)
+        handle.update(render(), raw=True)
+
+    def on_proposal(p: Any) -> None:
+        counts["proposals"] += 1
+        handle.update(render(), raw=True)
+
+    ctx.on_hypothesis, ctx.on_proposal = on_hypothesis, on_proposal
+    return handle
+
+
 @magics_class
 class InvestigateMagics(BaseMagics):
     """Run the investigator, keep the hypotheses board in the incident store."""
@@ -122,7 +149,10 @@ class InvestigateMagics(BaseMagics):
             print(f"Note: {note}")
         ctx = self._context(_unquote(" ".join(args.question)))
         t0 = time.perf_counter()
+        live = None if self.session.headless else _live_board(ctx)
         result = inv.investigate(ctx)
+        if live is not None:
+            live.update({"text/plain": ""}, raw=True)  # the final board below replaces it
         result.duration_s = result.duration_s or round(time.perf_counter() - t0, 3)
         data = result.to_dict()
         self.session.record("investigation",
