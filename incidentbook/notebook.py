@@ -16,6 +16,19 @@ from typing import Any
 from urllib.parse import urlparse
 
 __all__ = [
+    "EVIDENCE_MIME",
+    "Panel",
+    "format_quantity",
+    "propose_next",
+    "own_deploys",
+    "show_changes",
+    "show_error_logs",
+    "show_events",
+    "show_instant",
+    "show_panels",
+    "show_planned_events",
+    "show_table",
+    "summarize_series",
     "alert_html",
     "evidence_html",
     "parameters_html",
@@ -393,3 +406,287 @@ def show_evidence(sources: Mapping[str, Any] | None = None, bundle: str = "",
     except Exception as e:  # the evidence section must never stop the rest of the runbook
         msg = f"Evidence could not be shown ({type(e).__name__}: {e})."
         _display(_card(f"<p>{_e(msg)}</p>", "#bf8700"), msg)
+
+
+# ---- runbook evidence helpers: alert-specific charts, tables and next-step proposals --------
+
+#: Mime type of the numbers behind an evidence panel (tests and tools read it; Lab shows the HTML).
+EVIDENCE_MIME = "application/vnd.incidentbook.evidence+json"
+
+
+class Panel:
+    """One evidence chart of a runbook: a PromQL query over the incident window.
+
+    `query` may use `{service}` and `{namespace}` (filled in escaped). `worse` says which way is
+    bad ("up" or "down"): several series are collapsed to their worst value per timestamp for
+    the summary line, which compares the median before the alert with the median since.
+    """
+
+    def __init__(self, title: str, query: str, unit: str = "", worse: str = "up") -> None:
+        if worse not in ("up", "down"):
+            raise ValueError(f"worse={worse!r}; use 'up' or 'down'")
+        self.title, self.query, self.unit, self.worse = title, query, unit, worse
+
+    def render(self, service: str = "", namespace: str = "") -> str:
+        """The query with the service and namespace filled in."""
+        return self.query.format(service=promql_string(service), namespace=promql_string(namespace))
+
+    def __repr__(self) -> str:
+        return f"Panel({self.title!r}, {self.query!r})"
+
+
+def format_quantity(value: float | None, unit: str = "") -> str:
+    """A short human reading of a number: 0.934 ratio -> 93.4%, 2.1e9 bytes -> 2.0 GiB."""
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if unit == "ratio":
+        return f"{value * 100:.1f}%"
+    if unit == "bytes":
+        for scale, name in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+            if abs(value) >= scale:
+                return f"{value / scale:.1f} {name}"
+        return f"{value:.0f} B"
+    if unit == "s":
+        return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.2f} s"
+    if unit == "days":
+        return f"{value:.1f} days"
+    text = f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return f"{text} {unit}".strip()
+
+
+def summarize_series(long: Any, starts_at: Any, worse: str = "up") -> dict[str, float | None]:
+    """Median before `starts_at`, median since, and the worst value since (series collapsed)."""
+    import pandas as pd
+
+    from incidentbook.telemetry.base import to_wide
+
+    wide = to_wide(long)
+    if wide.empty:
+        return {"before": None, "after": None, "worst": None}
+    collapsed = wide.max(axis=1) if worse == "up" else wide.min(axis=1)
+    collapsed = collapsed.dropna()
+    start = _parse_time(starts_at)
+    cut = pd.Timestamp(start) if start is not None else collapsed.index[len(collapsed) // 2]
+    before, after = collapsed[collapsed.index < cut], collapsed[collapsed.index >= cut]
+
+    def num(x: Any) -> float | None:
+        return None if x is None or pd.isna(x) else round(float(x), 6)
+
+    worst = (after.max() if worse == "up" else after.min()) if len(after) else None
+    return {"before": num(before.median()) if len(before) else None,
+            "after": num(after.median()) if len(after) else None, "worst": num(worst)}
+
+
+def _summary_line(panel: Panel, stats: Mapping[str, float | None]) -> str:
+    worst = "highest" if panel.worse == "up" else "lowest"
+    return (f"{panel.title}: before the alert {format_quantity(stats['before'], panel.unit)}, "
+            f"since {format_quantity(stats['after'], panel.unit)} "
+            f"({worst} {format_quantity(stats['worst'], panel.unit)})")
+
+
+def _no_telemetry(sources: Mapping[str, Any] | None, bundle: str, what: str) -> bool:
+    if bundle or _configured_sources(sources):
+        return False
+    _note(f"{what}: no telemetry configured (set [sources.prometheus] url or replay a bundle).")
+    return True
+
+
+def show_panels(panels: list[Panel], *, sources: Mapping[str, Any] | None = None, bundle: str = "",
+                service: str = "", namespace: str = "", window_start: Any = None,
+                window_end: Any = None, starts_at: Any = None) -> dict[str, dict[str, Any]]:
+    """Chart each panel over the window with a before/since summary; never raises.
+
+    Returns {panel title: {"before", "after", "worst", "query", "status"}} so later cells can
+    reason about the numbers (e.g. only propose a scale-up when throttling is really high).
+    """
+    from IPython.display import display
+
+    results: dict[str, dict[str, Any]] = {}
+    if _no_telemetry(sources, bundle, "Charts"):
+        return results
+    try:
+        tel = _telemetry(bundle)
+        changes = tel.safe_changes(window_start, window_end)
+        change_frame = changes.data if changes.status == "ok" else None
+    except Exception as e:  # a broken source must not stop the runbook
+        _note(f"Charts could not be drawn ({type(e).__name__}: {e}).", "#bf8700")
+        return results
+    from incidentbook.charts import timeseries_figure
+
+    for panel in panels:
+        query = panel.render(service, namespace)
+        try:
+            result = tel.safe_query_range(query, window_start, window_end)
+        except Exception as e:  # same contract as safe_*: show the failure, keep going
+            result = None
+            error = f"{type(e).__name__}: {e}"
+        if result is not None and result.status == "ok":
+            stats = summarize_series(result.data, starts_at, panel.worse)
+            display(timeseries_figure(result.data, panel.title, window=(starts_at or window_start, window_end),
+                                      changes=change_frame))
+            line = _summary_line(panel, stats)
+            payload = {"title": panel.title, "query": query, "unit": panel.unit, "status": "ok", **stats}
+            _display_evidence(payload, f'<b>{_e(line)}</b><div style="color:{_MUTED};font-size:0.9em">'
+                                       f"query: <code>{_e(query)}</code></div>", line)
+        else:
+            status = "no_data" if result is not None and result.status == "no_data" else "error"
+            why = "no data" if status == "no_data" else f"query failed: {result.error if result else error}"
+            payload = {"title": panel.title, "query": query, "unit": panel.unit, "status": status,
+                       "before": None, "after": None, "worst": None}
+            _display_evidence(payload, f"{_e(panel.title)}: {_e(why)} <code>{_e(query)}</code>",
+                              f"{panel.title}: {why} ({query})")
+        results[panel.title] = payload
+    return results
+
+
+def _display_evidence(payload: Mapping[str, Any], body_html: str, plain: str) -> None:
+    from IPython.display import display
+
+    accent = _BORDER if payload.get("status") == "ok" else "#bf8700"
+    display({EVIDENCE_MIME: dict(payload), "text/html": _card(body_html, accent), "text/plain": plain},
+            raw=True)
+
+
+def show_table(title: str, frame: Any, columns: list[str] | None = None, limit: int = 20,
+               empty: str = "Nothing recorded in the window.") -> None:
+    """A titled table of a DataFrame's rows (times in UTC, values escaped), newest last."""
+    if frame is None or not len(frame):
+        _note(f"{title}: {empty}")
+        return
+    frame = frame.tail(limit)
+    cols = [c for c in (columns or list(frame.columns)) if c in frame.columns]
+    rows = [{c: (_time_text(r[c]) if c in ("timestamp", "start", "end") else
+                 ", ".join(map(str, r[c])) if isinstance(r[c], (list, tuple)) else r[c]) for c in cols}
+            for _, r in frame.iterrows()]
+    _display(_card(_heading(title) + _records_html(rows), _BORDER),
+             title + "\n" + "\n".join(" | ".join(str(v) for v in r.values()) for r in rows))
+
+
+def show_events(*, sources: Mapping[str, Any] | None = None, bundle: str = "", service: str = "",
+                namespace: str = "", window_start: Any = None, window_end: Any = None,
+                starts_at: Any = None, reasons: tuple[str, ...] = ()) -> Any:
+    """Kubernetes events of the service's objects in the window (optionally only some reasons)."""
+    if _no_telemetry(sources, bundle, "Kubernetes events"):
+        return None
+    try:
+        result = _telemetry(bundle).safe_events(window_start, window_end, namespace or None)
+    except Exception as e:  # never stop the runbook
+        _note(f"Kubernetes events could not be read ({type(e).__name__}: {e}).", "#bf8700")
+        return None
+    if result.status != "ok":
+        _note(f"Kubernetes events: {'none in the window' if result.status == 'no_data' else result.error}")
+        return None
+    frame = result.data
+    if service:
+        frame = frame[frame["name"].astype(str).str.startswith(service)]
+    if reasons:
+        frame = frame[frame["reason"].isin(reasons)]
+    frame = frame.sort_values("timestamp")
+    what = f" ({', '.join(reasons)})" if reasons else ""
+    show_table(f"Kubernetes events of {service or 'the namespace'}{what}", frame,
+               ["timestamp", "kind", "name", "reason", "message", "count"])
+    return frame
+
+
+def show_planned_events(*, sources: Mapping[str, Any] | None = None, bundle: str = "",
+                        service: str = "", namespace: str = "", window_start: Any = None,
+                        window_end: Any = None, starts_at: Any = None) -> Any:
+    """Planned events (launches, maintenance) overlapping the window; the first thing to rule out."""
+    if _no_telemetry(sources, bundle, "Planned events"):
+        return None
+    try:
+        result = _telemetry(bundle).safe_context(window_start, window_end)
+    except Exception as e:  # never stop the runbook
+        _note(f"The planned-events calendar could not be read ({type(e).__name__}: {e}).", "#bf8700")
+        return None
+    if result.status != "ok":
+        _note("Planned events: none in the calendar for this window. Treat the anomaly as unexplained.")
+        return result.data if result.status == "no_data" else None
+    frame = result.data.sort_values("start")
+    show_table("Planned events overlapping the window", frame, ["start", "end", "kind", "title", "services"])
+    return frame
+
+
+def show_instant(title: str, query: str, *, unit: str = "", sources: Mapping[str, Any] | None = None,
+                 bundle: str = "", service: str = "", namespace: str = "", window_start: Any = None,
+                 window_end: Any = None, starts_at: Any = None, at: Any = None) -> Any:
+    """An instant query at `at` (default: the window end) as a table, values shown in `unit`."""
+    if _no_telemetry(sources, bundle, title):
+        return None
+    query = Panel(title, query).render(service, namespace)
+    try:
+        result = _telemetry(bundle).safe_query(query, at if at is not None else window_end)
+    except Exception as e:  # never stop the runbook
+        _note(f"{title}: query failed ({type(e).__name__}: {e}).", "#bf8700")
+        return None
+    if result.status != "ok":
+        _note(f"{title}: {'no data' if result.status == 'no_data' else result.error} ({query})")
+        return None
+    frame = result.data.sort_values("value")
+    labels = [c for c in frame.columns if c not in ("timestamp", "value")]
+    rows = [{**{c: r[c] for c in labels}, "value": format_quantity(float(r["value"]), unit)}
+            for _, r in frame.iterrows()]
+    payload = {"title": title, "query": query, "unit": unit, "status": "ok",
+               "values": [{**{c: str(r[c]) for c in labels}, "value": float(r["value"])}
+                          for _, r in frame.iterrows()]}
+    _display_evidence(payload, _heading(title) + _records_html(rows)
+                      + f'<div style="color:{_MUTED};font-size:0.9em">query: <code>{_e(query)}</code></div>',
+                      title + "\n" + "\n".join(" ".join(str(v) for v in r.values()) for r in rows))
+    return frame
+
+
+def show_changes(*, sources: Mapping[str, Any] | None = None, bundle: str = "", service: str = "",
+                 namespace: str = "", window_start: Any = None, window_end: Any = None,
+                 starts_at: Any = None) -> Any:
+    """Deploys, config and flag changes in the window (every service); returns the frame or None."""
+    if _no_telemetry(sources, bundle, "Changes"):
+        return None
+    try:
+        result = _telemetry(bundle).safe_changes(window_start, window_end)
+    except Exception as e:  # never stop the runbook
+        _note(f"Changes could not be read ({type(e).__name__}: {e}).", "#bf8700")
+        return None
+    frame = result.data if result.status == "ok" else None
+    if result.status == "error":
+        _note(f"Changes: {result.error}", "#bf8700")
+    else:
+        _show_changes(frame)
+    return frame
+
+
+def show_error_logs(*, sources: Mapping[str, Any] | None = None, bundle: str = "", service: str = "",
+                    namespace: str = "", window_start: Any = None, window_end: Any = None,
+                    starts_at: Any = None) -> None:
+    """The latest error, exception and timeout lines of the service in the window."""
+    if _no_telemetry(sources, bundle, "Error logs") or not service:
+        return
+    try:
+        _show_error_logs(_telemetry(bundle), service, window_start, window_end)
+    except Exception as e:  # never stop the runbook
+        _note(f"Error logs could not be read ({type(e).__name__}: {e}).", "#bf8700")
+
+
+def own_deploys(changes: Any, service: str) -> Any:
+    """The deploys of `service` among `changes` (oldest first), or None when there are none."""
+    if changes is None or not len(changes):
+        return None
+    mine = changes[(changes["service"] == service) & (changes["kind"] == "deploy")]
+    return mine.sort_values("timestamp") if len(mine) else None
+
+
+def propose_next(title: str, code: str, rationale: str, kind: str = "read",
+                 hypothesis: str | None = None) -> str | None:
+    """Propose a next-step cell (not run): a new cell live, an un-run cell after a headless run.
+
+    Needs `%load_ext incidentbook`; without it the code is shown for copying. Returns the id.
+    """
+    from incidentbook.kernel_ext import get_session
+
+    session = get_session()
+    if session is None:
+        _note(f"Next step ({title}): {code}")
+        return None
+    return session.propose({"title": title, "code": code, "rationale": rationale, "kind": kind,
+                            "hypothesis": hypothesis})
