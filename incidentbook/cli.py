@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from incidentbook import __version__
-from incidentbook.errors import BadInput, IncidentbookError
+from incidentbook.errors import BadInput, IncidentbookError, NotConfigured
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -284,7 +284,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     what = (f"{len(args.cases)} case(s)" if args.cases
             else f"the scenario suite at seeds {','.join(map(str, seeds))}")
     print(f"evaluating investigator {args.investigator!r} on {what} ...", file=sys.stderr)
-    report = run_eval([Path(c) for c in args.cases] or None, args.investigator, seeds, args.scenario)
+    try:
+        report = run_eval([Path(c) for c in args.cases] or None, args.investigator, seeds, args.scenario)
+    except NotConfigured as e:
+        # An investigator that is not configured here (e.g. claude without an API key) is
+        # skipped, with the reason, rather than failing the whole eval run.
+        if args.json:
+            _print_json({"investigator": args.investigator, "skipped": str(e)})
+        print(f"incidentbook: eval skipped: {e}", file=sys.stderr)
+        return 0
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -395,6 +403,53 @@ def cmd_library_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runbooks_new(args: argparse.Namespace) -> int:
+    from incidentbook.runner.catalogue import new_runbook
+
+    cfg = _config(args)
+    directory = Path(args.dir) if args.dir else cfg.workspace_runbooks
+    nb_path, script = new_runbook(args.name, args.alert, directory, title=args.title or "", force=args.force)
+    if args.json:
+        _print_json({"notebook": str(nb_path), "script": str(script)})
+    else:
+        print(f"{nb_path}\n{script}\nEdit either file; `jupytext --sync {script}` keeps them in step.")
+    return 0
+
+
+def cmd_runbooks_test(args: argparse.Namespace) -> int:
+    from incidentbook.runner import load_runbooks
+    from incidentbook.runner.catalogue import run_runbook_tests
+
+    cfg = _config(args)
+    report = run_runbook_tests(load_runbooks(cfg), names=args.names, scenarios=args.scenario or (),
+                               out_dir=Path(args.keep) if args.keep else None,
+                               cell_timeout_s=cfg.runner.cell_timeout_s)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        rows = [(r.runbook, r.status, r.scenario, f"{r.alertname} {r.service}".strip(), f"{r.duration_s:.1f}s",
+                 r.message) for r in report.runs]
+        print(_table(rows, ["RUNBOOK", "STATUS", "SCENARIO", "ALERT", "TIME", "PROBLEM"]))
+        if report.untested:
+            print(f"not selected by any scenario alert: {', '.join(report.untested)}")
+    return 0 if report.ok else 1
+
+
+def cmd_runbooks_suggest(args: argparse.Namespace) -> int:
+    from incidentbook.runner.catalogue import suggest_runbook_change
+
+    suggestion = suggest_runbook_change(_config(args), args.id)
+    if args.out and suggestion.diff:
+        Path(args.out).write_text(suggestion.diff, encoding="utf-8")
+    if args.json:
+        _print_json(suggestion.to_dict())
+    elif not suggestion.diff:
+        print(f"{suggestion.incident_id}: the responders ran nothing beyond runbook {suggestion.runbook!r}")
+    else:
+        sys.stdout.write(suggestion.diff)
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -449,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_incidents_close)
 
-    rb = sub.add_parser("runbooks", help="list and check runbooks").add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    rb = sub.add_parser("runbooks", help="list, check, scaffold, test runbooks; suggest changes").add_subparsers(dest="sub", metavar="SUBCOMMAND")
     rb.required = True
     p = rb.add_parser("list", help="built-in and workspace runbooks with what they match")
     _add_common(p)
@@ -458,6 +513,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="NAME", help="only these runbooks (default: all)")
     _add_common(p)
     p.set_defaults(func=cmd_runbooks_check)
+    p = rb.add_parser("new", help="scaffold a runbook (notebook + jupytext .py pair) for an alert")
+    p.add_argument("name", metavar="NAME", help="file name without extension, e.g. queue_backlog")
+    p.add_argument("--alert", required=True, metavar="ALERTNAME", help="the alertname it matches")
+    p.add_argument("--title", help="notebook title (default: from the alert name)")
+    p.add_argument("--dir", metavar="DIR", help="where to write it (default: the workspace runbooks/)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing runbook")
+    _add_common(p)
+    p.set_defaults(func=cmd_runbooks_new)
+    p = rb.add_parser("test", help="run runbooks on the scenario suite's alerts and bundles")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these runbooks (default: all)")
+    p.add_argument("--scenario", action="append", metavar="S", help="only this scenario (repeatable)")
+    p.add_argument("--keep", metavar="DIR", help="keep the executed notebooks and bundles in DIR")
+    _add_common(p)
+    p.set_defaults(func=cmd_runbooks_test)
+    p = rb.add_parser("suggest", help="turn cells responders added and ran into a runbook diff")
+    p.add_argument("id", metavar="ID", help="the incident, e.g. INC-20261123-0001")
+    p.add_argument("--out", metavar="FILE", help="also write the diff to FILE")
+    _add_common(p)
+    p.set_defaults(func=cmd_runbooks_suggest)
 
     p = sub.add_parser("demo", help="the whole loop on a simulated system, no external services",
                        description="Simulate a shop with an injected fault, ingest the alert its rules send, run the "

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from incidentbook.errors import ConfigError
+from incidentbook.errors import ConfigError, NotConfigured
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -193,5 +193,5 @@ def secret_from_env(name: str, what: str) -> str:
     """Read a secret from the environment variable `name`; ConfigError names it if unset."""
     value = os.environ.get(name, "")
     if not value:
-        raise ConfigError(f"{what} needs the environment variable {name}; export it (never put secrets in incidentbook.toml)")
+        raise NotConfigured(f"{what} needs the environment variable {name}; export it (never put secrets in incidentbook.toml)")
     return value

@@ -22,6 +22,10 @@ class ConfigError(BadInput):
     """`incidentbook.toml` or an environment override is invalid."""
 
 
+class NotConfigured(ConfigError):
+    """Something optional is not set up here (a secret's environment variable, an SDK)."""
+
+
 class InvalidPayload(BadInput):
     """A webhook payload failed validation."""
 

@@ -234,3 +234,12 @@ def test_demo_no_lab_produces_an_executed_incident_notebook(tmp_path: Path) -> N
     listed = subprocess.run([str(BIN), "incidents", "list", "--json"], cwd=tmp_path / "demo",
                             capture_output=True, text=True)
     assert [i["id"] for i in json.loads(listed.stdout)["incidents"]] == [inc["id"]], "the demo home is a workspace"
+
+
+def test_eval_of_an_unconfigured_investigator_is_skipped_with_the_reason(workspace: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "INCIDENTBOOK_HOME")}
+    r = subprocess.run([str(BIN), "eval", "--investigator", "claude", "--scenario", "kv-cache-break",
+                        "--seeds", "0", "--json"], cwd=workspace, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert "ANTHROPIC_API_KEY" in doc["skipped"] and "skipped" in r.stderr

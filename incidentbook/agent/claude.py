@@ -40,7 +40,7 @@ from incidentbook.agent.base import (
 )
 from incidentbook.agent.prompt import make_redactor, starting_context, system_prompt
 from incidentbook.agent.tools import ToolBox, tool_specs
-from incidentbook.errors import ConfigError, IncidentbookError
+from incidentbook.errors import IncidentbookError, NotConfigured
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 MAX_OUTPUT_TOKENS = 4096  # per model reply
@@ -108,7 +108,7 @@ class ClaudeInvestigator:
         try:
             import anthropic
         except ImportError:
-            raise ConfigError("the Claude investigator needs the anthropic SDK: pip install incidentbook[claude]") from None
+            raise NotConfigured("the Claude investigator needs the anthropic SDK: pip install incidentbook[claude]") from None
         key = secret_from_env(self.agent.api_key_env, "the Claude investigator ([agent] investigator = \"claude\")")
         return anthropic.Anthropic(api_key=key, base_url=self.agent.base_url or None,
                                    max_retries=self.max_retries, timeout=self.agent.wall_clock_s)
