@@ -222,8 +222,14 @@ class Redactor:
         if self.mapping_path is None:
             return
         keep = {p: v for p, v in self._back.items() if p in self._persist}
+        # Counters of secret labels are not kept: a secret's pseudonym depends only on the text
+        # redacted in this run, so re-archiving unchanged text gives byte-identical output.
+        counters: Counter[str] = Counter()
+        for p in keep:
+            label, n = p[1:-1].rsplit("-", 1)
+            counters[label] = max(counters[label], int(n))
         doc = {"version": 1, "note": "local only: never copy this file into a library or a ticket",
-               "counters": dict(self._counters), "pseudonyms": keep}
+               "counters": dict(counters), "pseudonyms": keep}
         self.mapping_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.mapping_path.parent, prefix=".pseudonyms.")
         try:
