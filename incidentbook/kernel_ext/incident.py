@@ -98,6 +98,24 @@ class IncidentMagics(BaseMagics):
         print(f"noted on {self.session.require()}")
 
     @magic_arguments()
+    @argument("--summary", default=None, help='one or two sentences for the postmortem, quoted')
+    @argument("--root-cause", dest="root_cause", default=None,
+              help="a hypothesis id (e.g. H2, from %%hypotheses) or the root cause as quoted text")
+    @line_magic
+    @one_line_errors
+    def close(self, line: str) -> None:
+        """Close the bound incident: %close --summary "…" --root-cause H2 (then `incidentbook postmortem ID`)."""
+        from incidentbook.postmortems import close_incident
+
+        args = parse_argstring(self.close, line)
+        def unquote(v: str | None) -> str | None:
+            return v[1:-1] if v and len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"" else v
+
+        inc, _ = close_incident(self.session.store, self.session.require(), actor=self.session.user,
+                                summary=unquote(args.summary), root_cause=unquote(args.root_cause))
+        print(f"{inc.id} closed; next: incidentbook postmortem {inc.id}")
+
+    @magic_arguments()
     @line_magic
     @one_line_errors
     def sources(self, line: str) -> Any:

@@ -162,3 +162,31 @@ def test_close_refuses_a_refuted_hypothesis(workspace):
     with pytest.raises(BadInput, match="no investigation"):
         resolve_root_cause([], "H1")
     _ = close_incident  # the store path is covered end to end above
+
+
+def test_close_magic_in_a_real_shell(tmp_path, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from incidentbook.config import load_config
+    from incidentbook.incidents import Store
+    from incidentbook.intake.ingest import ingest_alertmanager
+    from incidentbook.workspace import init_workspace
+    from tests.test_cli import payload
+
+    init_workspace(tmp_path)
+    monkeypatch.setenv("INCIDENTBOOK_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(path=tmp_path / "incidentbook.toml")
+    iid = ingest_alertmanager(cfg, json.dumps(payload()).encode(), run=False)[0].id
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_line_magic("load_ext", "incidentbook")
+        shell.run_line_magic("incident", f"use {iid}")
+        shell.run_line_magic("close", '--summary "bad config rolled back" --root-cause "timeout set to 250ms"')
+        with Store.from_config(cfg) as store:
+            inc = store.get_incident(iid)
+        assert inc.status == "closed" and inc.summary == "bad config rolled back"
+        assert inc.root_cause == "timeout set to 250ms"
+    finally:
+        shell.run_line_magic("unload_ext", "incidentbook")
+        InteractiveShell.clear_instance()
