@@ -524,8 +524,8 @@ def show_panels(panels: list[Panel], *, sources: Mapping[str, Any] | None = None
             error = f"{type(e).__name__}: {e}"
         if result is not None and result.status == "ok":
             stats = summarize_series(result.data, starts_at, panel.worse)
-            display(timeseries_figure(result.data, panel.title, window=(starts_at or window_start, window_end),
-                                      changes=change_frame))
+            shade = tuple(_parse_time(x) or x for x in (starts_at or window_start, window_end))
+            display(timeseries_figure(result.data, panel.title, window=shade, changes=change_frame))
             line = _summary_line(panel, stats)
             payload = {"title": panel.title, "query": query, "unit": panel.unit, "status": "ok", **stats}
             _display_evidence(payload, f'<b>{_e(line)}</b><div style="color:{_MUTED};font-size:0.9em">'

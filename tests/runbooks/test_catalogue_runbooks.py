@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from incidentbook.notebook import EVIDENCE_MIME
-from incidentbook.runner import build_parameters, get_runbook, load_runbooks, run_runbook
+from incidentbook.runner import build_parameters, load_runbooks, run_runbook
 from incidentbook.scenarios import generate
 
 DURATION = "1h"
