@@ -161,6 +161,11 @@ class KernelPool:
         km.start_kernel(env=env, extra_arguments=["--IPKernelApp.log_level=ERROR"])
         kc = km.client()
         kc.start_channels()
+        # nbclient drives the kernel with its own client; it needs the asyncio one for cell
+        # timeouts to work (a blocking client's poll ignores them inside its event loop).
+        from jupyter_client.asynchronous import AsyncKernelClient
+
+        km.client_factory = AsyncKernelClient
         try:
             kc.wait_for_ready(timeout=self.start_timeout_s)
             if self.preload:
@@ -234,7 +239,7 @@ def run_runbook_warm(pool: KernelPool, runbook: Runbook, parameters: Mapping[str
         papermill.execute_notebook(
             str(runbook.path.resolve()), str(output_path), parameters=params,
             execution_timeout=cell_timeout_s, kernel_name=pool.kernel_name, log_output=False,
-            progress_bar=False, km=wk.km, kc=wk.kc,
+            progress_bar=False, km=wk.km,
         )
     except PapermillExecutionError as e:
         ename, evalue = e.ename, e.evalue
