@@ -326,15 +326,16 @@ def _note(text: str, accent: str = _BORDER) -> None:
 def _show_red(tel: Any, service: str, start: Any, end: Any, shade_from: Any, changes: Any) -> None:
     from IPython.display import display
 
-    from incidentbook.charts import timeseries_figure
+    from incidentbook.charts import figure_bundle, timeseries_figure
 
     svc = promql_string(service)
     for title, template in RED_QUERIES:
         query = template.format(service=svc)
         result = tel.safe_query_range(query, start, end)
         if result.status == "ok":
-            display(timeseries_figure(result.data, f"{service}: {title}", window=(shade_from, end),
-                                      changes=changes))
+            fig = timeseries_figure(result.data, f"{service}: {title}", window=(shade_from, end),
+                                    changes=changes)
+            display(figure_bundle(fig), raw=True)  # static HTML too, so nbconvert shows it
             _note(f"query: {query}")
         elif result.status == "no_data":
             _note(f"{title}: no data for {query}")

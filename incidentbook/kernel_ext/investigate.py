@@ -48,6 +48,17 @@ def _live_board(ctx: Any) -> Any:
     return handle
 
 
+def _library(cfg: Any) -> Any:
+    """The postmortem library as the investigators' history, or None when there is none yet."""
+    from incidentbook.postmortems import Library
+
+    try:
+        lib = Library.from_config(cfg)
+        return lib if lib.path.is_dir() and any(lib.path.iterdir()) else None
+    except Exception:  # history is optional evidence; a broken library must not stop an investigation
+        return None
+
+
 @magics_class
 class InvestigateMagics(BaseMagics):
     """Run the investigator, keep the hypotheses board in the incident store."""
@@ -56,7 +67,6 @@ class InvestigateMagics(BaseMagics):
 
     def _context(self, question: str) -> Any:
         from incidentbook.agent.base import InvestigationContext
-
         from incidentbook.errors import NotFound
 
         s = self.session
@@ -86,6 +96,7 @@ class InvestigateMagics(BaseMagics):
             topology = getattr(bundle, "topology", {}) or {}
         ws, we = s.window()
         return InvestigationContext(incident_id=iid, alerts=alerts, window_start=ws, window_end=we, telemetry=tel,
+                                    history=_library(s.cfg),
                                     services=services or ([service] if service else []),
                                     topology=topology, namespace=namespace, question=question)
 
@@ -107,20 +118,14 @@ class InvestigateMagics(BaseMagics):
 
     def current(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """The latest investigation and its hypotheses with confirm/refute applied."""
-        latest: dict[str, Any] | None = None
-        verdicts: dict[str, tuple[str, str]] = {}
-        for ev in self.session.store.timeline(self.session.require()):
-            if ev.kind == "investigation":
-                latest, verdicts = ev.data, {}
-            elif ev.kind in ("hypothesis_confirmed", "hypothesis_refuted"):
-                verdicts[ev.data.get("hypothesis")] = (ev.kind.split("_")[1], ev.data.get("note", ""))
-        hyps = [dict(h) for h in (latest or {}).get("hypotheses", [])]
+        from incidentbook.postmortems.draft import investigation_state
+
+        latest, hyps = investigation_state(self.session.store.timeline(self.session.require()))
         for h in hyps:
-            if h["id"] in verdicts:
-                h["status"], note = verdicts[h["id"]]
-                if note:
-                    key = "evidence_for" if h["status"] == "confirmed" else "evidence_against"
-                    h[key] = [*h.get(key, []), {"summary": f"{h['status']} by a person: {note}", "source": "human"}]
+            note = h.pop("verdict_note", "")
+            if note:
+                key = "evidence_for" if h["status"] == "confirmed" else "evidence_against"
+                h[key] = [*h.get(key, []), {"summary": f"{h['status']} by a person: {note}", "source": "human"}]
         return latest, hyps
 
     @magic_arguments()
