@@ -174,6 +174,12 @@ class RulesInvestigator:
                 victims[d] = c
         noted: set[str] = set()
         by_load: dict[str, list[str]] = {}
+
+        def more_load(svc: str) -> bool:
+            """Its own request rate rose, or (no HTTP metrics of its own) a caller's did."""
+            if svc in load_up:
+                return True
+            return svc not in red.rate and bool(callers(topo, svc) & set(load_up))
         out = []
         for f in findings:
             svc = f.service
@@ -186,8 +192,9 @@ class RulesInvestigator:
                     noted.add(svc)
                     inv.notes.append(f"{svc}: its anomalies follow the cache hit-ratio collapse on {victims[svc]} "
                                      f"(misses go to the backing store): symptom, not capacity")
+            rise = red.rate[svc].onset if svc in red.rate else None
             if planned and f.generic and (svc in load_up or callees(topo, svc) & set(load_up)) \
-                    and _covers(planned, f.onset):
+                    and (_covers(planned, f.onset) or (rise is not None and _covers(planned, rise))):
                 big = f.detail.get("change", 0) >= 0.05 or f.detail.get("ratio", 1) >= 4
                 by_load.setdefault(svc, []).append(f"{f.signal} {f.evidence.value.get('baseline')} -> "
                                                    f"{f.evidence.value.get('level')}" + (" (large)" if big else ""))
@@ -201,9 +208,9 @@ class RulesInvestigator:
                     cost.get(svc, 1.0) < 1.3 or load_up.get(svc, 1.0) >= 1.5):
                 explained = (f"throttling on {svc} follows its request rate (x{red.rate[svc].ratio if svc in red.rate else 1:.2f}) "
                              f"with CPU per request x{cost.get(svc, 1.0):.2f}: capacity, not a noisy neighbour")
-            if f.kind == "db_pool_exhaustion" and svc in load_up and planned:
-                explained = f"pool use on {svc} follows its request rate (x{load_up[svc]:.2f})"
-            if explained and planned and (svc in load_up or f.kind != "cpu_throttling"):
+            if f.kind == "db_pool_exhaustion" and more_load(svc) and planned:
+                explained = f"pool use on {svc} follows the load reaching it"
+            if explained and planned and more_load(svc):
                 inv.notes.append(explained + "; the planned event explains the load")
                 continue
             if explained and cache_broken & (callees(topo, svc) | {svc}):
@@ -373,7 +380,7 @@ class RulesInvestigator:
                           proposals=_proposals(hid, c, window))
 
 
-PLANNED_SLACK = pd.Timedelta("15min")
+PLANNED_SLACK = pd.Timedelta("45min")  # launches ramp up before their announced start
 
 
 def _covers(planned: list[dict[str, Any]], t: pd.Timestamp | None, slack: pd.Timedelta = PLANNED_SLACK) -> bool:

@@ -6,10 +6,11 @@ from incidentbook.evals.runner import (
     EvalReport,
     context_from_bundle,
     generate_suite,
+    generate_systems,
     run_case,
     run_eval,
     score_case,
 )
 
-__all__ = ["DEFAULT_SEEDS", "CaseResult", "EvalReport", "context_from_bundle", "generate_suite", "run_case",
+__all__ = ["DEFAULT_SEEDS", "CaseResult", "EvalReport", "context_from_bundle", "generate_suite", "generate_systems", "run_case",
            "run_eval", "score_case"]

@@ -18,10 +18,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--investigator", default="rules")
     ap.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="comma-separated seeds")
     ap.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
+    ap.add_argument("--systems", default="", metavar="FROM-TO",
+                    help="also unnamed system variants with these seeds, e.g. 400-443")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     try:
-        rep = run_eval(a.cases or None, a.investigator, [int(s) for s in a.seeds.split(",") if s], a.scenario)
+        systems: list[int] = []
+        if a.systems:
+            lo, _, hi = a.systems.partition("-")
+            systems = list(range(int(lo), int(hi or lo) + 1))
+        rep = run_eval(a.cases or None, a.investigator, [int(s) for s in a.seeds.split(",") if s], a.scenario,
+                       systems)
     except IncidentbookError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -40,6 +40,13 @@ class CaseResult:
     is_incident: bool = True
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    kind: str = "scenario"  # scenario | archived | redteam | dataset | bundle
+    remediation: str = ""  # the remediation taken, "action:service" ("" when none was needed)
+    remediation_proposed: list[str] = field(default_factory=list)
+    remediation_match: bool | None = None  # None when no remediation was taken
+    unsafe: list[str] = field(default_factory=list)  # unsafe proposals (see evals.checks)
+    tokens: int = 0
+    cost_usd: float | None = None
 
 
 @dataclass
@@ -48,6 +55,7 @@ class EvalReport:
 
     investigator: str
     cases: list[CaseResult]
+    model: str = ""
 
     @property
     def ac1(self) -> float:
@@ -71,10 +79,29 @@ class EvalReport:
         """Non-incident cases (planned load) where a cause hypothesis was opened anyway."""
         return sum(1 for c in self.cases if not c.is_incident and c.rank is None)
 
+    @property
+    def remediation_rate(self) -> float | None:
+        """Share of cases with a remediation taken whose proposals include it (None: no such case)."""
+        judged = [c.remediation_match for c in self.cases if c.remediation_match is not None]
+        return round(sum(judged) / len(judged), 3) if judged else None
+
+    @property
+    def unsafe_total(self) -> int:
+        """Unsafe proposals over all cases (must be zero)."""
+        return sum(len(c.unsafe) for c in self.cases)
+
+    @property
+    def cost_usd(self) -> float | None:
+        """Total list-price cost (None when no case reported one)."""
+        costs = [c.cost_usd for c in self.cases if c.cost_usd is not None]
+        return round(sum(costs), 6) if costs else None
+
     def to_dict(self) -> dict[str, Any]:
         """The `eval --json` document."""
         secs = [c.seconds for c in self.cases]
-        return {"investigator": self.investigator, "cases": [asdict(c) for c in self.cases],
+        return {"investigator": self.investigator, "model": self.model, "cases": [asdict(c) for c in self.cases],
+                "remediation_rate": self.remediation_rate, "unsafe": self.unsafe_total,
+                "tokens": sum(c.tokens for c in self.cases), "cost_usd": self.cost_usd,
                 "ac1": self.ac1, "ac3": self.ac3, "mean_rank": self.mean_rank,
                 "false_alarms": self.false_alarms,
                 "seconds_mean": round(sum(secs) / len(secs), 3) if secs else 0.0,
@@ -88,6 +115,10 @@ class EvalReport:
             rows.append(f"| {c.case} | {c.expected} | {top} | {c.rank or 'miss'} | {c.seconds:.2f} |")
         rows.append(f"\nAC@1 {self.ac1:.3f} · AC@3 {self.ac3:.3f} · mean rank {self.mean_rank} · "
                     f"false alarms on planned load {self.false_alarms} · {len(self.cases)} cases")
+        rate = self.remediation_rate
+        rows.append(f"remediation match {'-' if rate is None else f'{rate:.3f}'} · unsafe proposals "
+                    f"{self.unsafe_total} · tokens {sum(c.tokens for c in self.cases)}"
+                    + ("" if self.cost_usd is None else f" · cost ${self.cost_usd:.4f}"))
         return "\n".join(rows)
 
 
@@ -132,7 +163,9 @@ def context_from_bundle(bundle_dir: str | Path, incident_id: str | None = None,
 
 def expected_of(bundle_dir: str | Path) -> tuple[str, bool]:
     """`service:fault_kind` and is_incident from a case's ground truth."""
-    gt = open_bundle(bundle_dir).manifest.get("ground_truth")
+    from incidentbook.evals.checks import archived_ground_truth
+
+    gt = archived_ground_truth(bundle_dir) or open_bundle(bundle_dir).manifest.get("ground_truth")
     if not gt:
         raise BadInput(f"{bundle_dir} has no ground_truth in manifest.json; only simulated or archived "
                        f"incidents with a known root cause can be eval cases")
@@ -156,8 +189,27 @@ def run_case(bundle_dir: str | Path, investigator: Any) -> CaseResult:
     inv = investigator.investigate(ctx)
     secs = time.perf_counter() - t0
     ranked, rank = score_case(inv, expected, is_incident)
-    return CaseResult(Path(bundle_dir).name, expected, ranked, rank, round(secs, 3), is_incident,
-                      inv.notes, inv.errors)
+    result = CaseResult(Path(bundle_dir).name, expected, ranked, rank, round(secs, 3), is_incident,
+                        inv.notes, inv.errors)
+    _assess(result, inv, bundle_dir)
+    return result
+
+
+def _assess(result: CaseResult, inv: Investigation, bundle_dir: str | Path) -> None:
+    """Fill the remediation, safety and cost columns (see evals.checks)."""
+    from incidentbook.evals import checks
+
+    b = open_bundle(bundle_dir)
+    gt = checks.archived_ground_truth(bundle_dir) or b.manifest.get("ground_truth") or {}
+    result.kind = checks.case_kind(bundle_dir, b.manifest)
+    if result.kind == "archived":
+        result.case = Path(bundle_dir).parent.name
+    result.remediation = checks.remediation_taken(bundle_dir, gt)
+    result.remediation_proposed = checks.proposed_remediations(inv, b.services)
+    if result.remediation:
+        result.remediation_match = result.remediation in result.remediation_proposed
+    result.unsafe = checks.unsafe_proposals(inv, strict=result.kind == "redteam" or not result.is_incident)
+    result.tokens, result.cost_usd = checks.usage_totals(inv.usage or {})
 
 
 def generate_suite(out_dir: str | Path, seeds: Iterable[int] = DEFAULT_SEEDS,
@@ -174,9 +226,23 @@ def generate_suite(out_dir: str | Path, seeds: Iterable[int] = DEFAULT_SEEDS,
     return out
 
 
+def generate_systems(out_dir: str | Path, seeds: Iterable[int]) -> list[Path]:
+    """Generate one unnamed system variant per seed (other service names, sizes and fault)."""
+    from incidentbook.scenarios import FAULT_KINDS, generate_system
+
+    kinds = sorted(FAULT_KINDS)
+    return [Path(generate_system(Path(out_dir) / f"system-{s}", seed=s, fault_kind=kinds[s % len(kinds)]).bundle_dir)
+            for s in seeds]
+
+
 def run_eval(cases: list[Path] | None = None, investigator: str = "rules",
-             seeds: Iterable[int] = DEFAULT_SEEDS, names: Iterable[str] | None = None) -> EvalReport:
-    """Score `investigator` over `cases`; with none, over the scenario suite at `seeds`."""
+             seeds: Iterable[int] = DEFAULT_SEEDS, names: Iterable[str] | None = None,
+             systems: Iterable[int] = ()) -> EvalReport:
+    """Score `investigator` over `cases`; with none, over the scenario suite at `seeds`.
+
+    `systems`: seeds of extra unnamed system variants (other service names and topology, the
+    fault kinds in turn) added to the generated suite, to measure on systems never tuned on.
+    """
     factory = investigators.get(investigator)
     inv = factory() if isinstance(factory, type) else factory
     if cases:
@@ -185,5 +251,5 @@ def run_eval(cases: list[Path] | None = None, investigator: str = "rules",
             raise BundleError(f"not a bundle: {', '.join(missing)}; give bundle directories holding manifest.json")
         return EvalReport(investigator, [run_case(c, inv) for c in cases])
     with tempfile.TemporaryDirectory(prefix="incidentbook-eval-") as tmp:
-        bundles = generate_suite(tmp, seeds, names)
+        bundles = generate_suite(tmp, seeds, names) + generate_systems(tmp, systems)
         return EvalReport(investigator, [run_case(b, inv) for b in bundles])
