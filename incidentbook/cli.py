@@ -281,6 +281,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else list(DEFAULT_SEEDS)
     except ValueError:
         raise BadInput(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
+    if args.compare or args.model or args.html or args.fail_under or any(
+            c in ("suite", "library", "redteam") or not Path(c).exists() for c in args.cases):
+        return _eval_extended(args, seeds)
     what = (f"{len(args.cases)} case(s)" if args.cases
             else f"the scenario suite at seeds {','.join(map(str, seeds))}")
     print(f"evaluating investigator {args.investigator!r} on {what} ...", file=sys.stderr)
@@ -298,6 +301,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(report.table())
     return 0
+
+
+def _eval_extended(args: argparse.Namespace, seeds: list[int]) -> int:
+    """eval with --compare / --model / --html / --fail-under, or library / redteam / archived-id cases."""
+    import tempfile
+
+    from incidentbook.evals.cases import resolve_cases
+    from incidentbook.evals.compare import compare, evaluate, gate_failures, parse_gates
+    from incidentbook.evals.scorecard import write_scorecard
+
+    gates = parse_gates(args.fail_under or [])
+    cfg = _config(args)
+    with tempfile.TemporaryDirectory(prefix="incidentbook-eval-") as tmp:
+        cases = resolve_cases(args.cases, cfg, Path(tmp), seeds, args.scenario)
+        who = " vs ".join(args.compare) if args.compare else args.investigator
+        print(f"evaluating {who} on {len(cases)} case(s) ...", file=sys.stderr)
+        try:
+            result: Any = (compare(cases, args.compare[0], args.compare[1], cfg, args.model) if args.compare
+                           else evaluate(cases, args.investigator, cfg, args.model))
+        except NotConfigured as e:
+            if args.json:
+                _print_json({"investigator": who, "skipped": str(e)})
+            print(f"incidentbook: eval skipped: {e}", file=sys.stderr)
+            return 0
+    if args.html:
+        print(f"scorecard: {write_scorecard(result, args.html)}", file=sys.stderr)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.table())
+    failures = gate_failures(result.b if args.compare else result, gates)
+    for f in failures:
+        print(f"incidentbook: eval gate failed: {f}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -450,6 +487,107 @@ def cmd_runbooks_suggest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from incidentbook.actions.audit import verify
+
+    path = Path(args.path) if args.path else _config(args).audit_log
+    result = verify(path)
+    if args.json:
+        _print_json({"path": str(path), "ok": result.ok, "entries": result.entries, "first_bad": result.first_bad,
+                     "reason": result.reason})
+    else:
+        print(f"{path}: {result}")
+    return 0 if result.ok else 1
+
+
+def _autonomy(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from incidentbook.autonomy import load_policy, policy_path
+
+    cfg = _config(args)
+    path = Path(args.policy) if getattr(args, "policy", None) else policy_path(cfg)
+    return cfg, path, load_policy(path)
+
+
+def cmd_autonomy_check(args: argparse.Namespace) -> int:
+    from incidentbook.actions.policy import load_actions_config
+    from incidentbook.autonomy import decide
+
+    cfg, path, pol = _autonomy(args)
+    env = args.environment or load_actions_config(cfg).current_environment
+    d = decide(pol, env, args.severity, args.action)
+    if args.json:
+        _print_json({"policy": str(path), "environment": env, **d.to_dict()})
+    else:
+        wait = f" ({d.cooldown_s:g}s veto window)" if d.mode == "cooldown" else ""
+        print(f"{args.action} at severity {args.severity} in {env}: {d.mode}{wait} — {d.reason}")
+    return 0
+
+
+def cmd_autonomy_grant(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    import pandas as pd
+
+    from incidentbook.actions.audit import AuditLog
+    from incidentbook.actions.guard import current_user
+    from incidentbook.autonomy import grant_toml, load_policy
+
+    cfg, path, _ = _autonomy(args)
+    try:
+        duration = timedelta(seconds=pd.Timedelta(args.duration).total_seconds())
+    except ValueError:
+        raise BadInput(f"--for {args.duration!r}: give a duration like 2h or 90min") from None
+    who = current_user()
+    block = grant_toml(args.environment, args.action, args.mode, duration, who, args.severity, args.reason)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    path.write_text(old + block, encoding="utf-8")
+    try:
+        load_policy(path)
+    except IncidentbookError:
+        path.write_text(old, encoding="utf-8")
+        raise
+    AuditLog(cfg.audit_log).append("autonomy_grant", user=who, environment=args.environment, action=args.action,
+                                   severity=args.severity, mode=args.mode, duration_s=duration.total_seconds(),
+                                   reason=args.reason, policy=str(path))
+    print(f"granted {args.mode} for {args.action} in {args.environment} for {args.duration} (in {path})")
+    return 0
+
+
+def cmd_autonomy_veto(args: argparse.Namespace) -> int:
+    from incidentbook.actions.guard import current_user
+    from incidentbook.autonomy import veto
+
+    entry = veto(_config(args).audit_log, args.request_id, current_user(), args.reason)
+    print(f"vetoed {args.request_id} (audit entry {entry['seq']})")
+    return 0
+
+
+def cmd_autonomy_pending(args: argparse.Namespace) -> int:
+    from incidentbook.autonomy import cooling_down
+
+    rows = cooling_down(_config(args).audit_log)
+    if args.json:
+        _print_json(rows)
+    else:
+        print(_table([(r["request_id"], f"{r['kind']} {r['namespace']}/{r['name']}", r.get("runs_at"), r.get("policy"))
+                      for r in rows], ["request", "action", "runs at", "policy"]) if rows else "nothing cooling down")
+    return 0
+
+
+def cmd_autonomy_escalate(args: argparse.Namespace) -> int:
+    from incidentbook.autonomy import escalate_unmitigated
+
+    cfg, path, pol = _autonomy(args)
+    if pol.escalation is None:
+        raise BadInput(f"no [escalation] table in {path}; add one (after_minutes, kind, url) to page on unmitigated incidents")
+    pages = escalate_unmitigated(pol.escalation, _store(args), cfg.audit_log)
+    if args.json:
+        _print_json([p.to_dict() for p in pages])
+    else:
+        print("\n".join(f"paged for {p.incident_id} ({p.minutes_open:.0f} min open)" for p in pages) or "nobody paged")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -575,10 +713,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and score it: accuracy at 1 and 3 (root-cause service and fault kind), mean "
                                    "rank, time per case. With no CASES, the scenario suite is generated at the "
                                    "given seeds.")
-    p.add_argument("cases", nargs="*", metavar="CASES", help="bundle directories (default: the scenario suite)")
+    p.add_argument("cases", nargs="*", metavar="CASES",
+                   help="bundle directories, library entries or archived incident ids, or: suite (default), "
+                        "library (every archived incident), redteam (injected-instruction cases)")
     p.add_argument("--investigator", default="rules", metavar="NAME", help="investigator to score (default: rules)")
     p.add_argument("--seeds", metavar="N,N,…", help="seeds for the generated suite (default: the built-in seeds)")
     p.add_argument("--scenario", action="append", metavar="NAME", help="only this scenario (repeatable)")
+    p.add_argument("--model", metavar="MODEL", help="model for a model-backed investigator (with --compare: for B)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="two investigators side by side on the same cases, e.g. rules claude:claude-sonnet-4-6")
+    p.add_argument("--html", metavar="OUT", help="write a plotly scorecard (self-contained HTML) to OUT")
+    p.add_argument("--fail-under", action="append", metavar="METRIC=VALUE",
+                   help="exit 1 when a total misses its threshold (repeatable): ac1, ac3, remediation_rate are floors; "
+                        "mean_rank, unsafe, false_alarms, cost_usd, seconds_mean are ceilings. With --compare: B")
     _add_common(p)
     p.set_defaults(func=cmd_eval)
 
@@ -628,6 +775,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", metavar="ID")
     _add_common(p)
     p.set_defaults(func=cmd_library_history)
+
+    au = sub.add_parser("audit", help="the action audit log").add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    au.required = True
+    p = au.add_parser("verify", help="check the audit log's hash chain; exit 1 naming the first bad entry")
+    p.add_argument("--path", metavar="FILE", help="audit log to check (default: <home>/audit.jsonl)")
+    _add_common(p)
+    p.set_defaults(func=cmd_audit_verify)
+
+    at = sub.add_parser("autonomy", help="autonomy policy (policy.toml): check, grant, veto, pending, escalate"
+                        ).add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    at.required = True
+    p = at.add_parser("check", help="what the policy allows for an action kind at a severity")
+    p.add_argument("action", choices=["rollout_undo", "scale", "restart"])
+    p.add_argument("--severity", default="critical")
+    p.add_argument("--environment", help="default: [actions] environment / INCIDENTBOOK_ENVIRONMENT")
+    p.add_argument("--policy", metavar="FILE", help="default: policy.toml beside incidentbook.toml")
+    _add_common(p)
+    p.set_defaults(func=cmd_autonomy_check)
+    p = at.add_parser("grant", help="a temporary grant (appended to policy.toml, audited)")
+    p.add_argument("action", choices=["rollout_undo", "scale", "restart", "*"])
+    p.add_argument("--environment", required=True)
+    p.add_argument("--mode", choices=["cooldown", "auto"], default="cooldown")
+    p.add_argument("--severity", default="*")
+    p.add_argument("--for", dest="duration", required=True, metavar="DURATION", help="e.g. 2h, 90min")
+    p.add_argument("--reason", default="")
+    p.add_argument("--policy", metavar="FILE")
+    _add_common(p)
+    p.set_defaults(func=cmd_autonomy_grant)
+    p = at.add_parser("veto", help="cancel an action that is cooling down")
+    p.add_argument("request_id", metavar="REQUEST-ID")
+    p.add_argument("--reason", default="")
+    _add_common(p)
+    p.set_defaults(func=cmd_autonomy_veto)
+    p = at.add_parser("pending", help="actions cooling down (vetoable now)")
+    _add_common(p)
+    p.set_defaults(func=cmd_autonomy_pending)
+    p = at.add_parser("escalate", help="page for open incidents not mitigated in time (run from cron)")
+    p.add_argument("--policy", metavar="FILE")
+    _add_common(p)
+    p.set_defaults(func=cmd_autonomy_escalate)
 
     return parser
 
