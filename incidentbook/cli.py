@@ -246,8 +246,24 @@ def cmd_scenario_generate(args: argparse.Namespace) -> int:
 def cmd_bundle_import(args: argparse.Namespace) -> int:
     from incidentbook.telemetry.bundle import open_bundle
 
-    src = open_bundle(Path(args.path))
     cfg = _config(args)
+    if args.format == "wide-csv":
+        from incidentbook.evals.datasets import import_wide_csv
+
+        if not args.inject_time or not args.root_cause:
+            raise BadInput("--format wide-csv needs --inject-time TIME and --root-cause SERVICE[:KIND]")
+        out = cfg.home / "bundles" / Path(args.path).stem
+        if out.exists():
+            raise BadInput(f"a bundle named {out.name!r} is already imported at {out}; remove it or rename the file")
+        import_wide_csv(args.path, out, args.inject_time, args.root_cause, remediation=args.remediation or "")
+        args.path = str(out)
+        src = open_bundle(out)
+        if args.json:
+            _print_json({"bundle": str(out), "window": src.manifest["window"], "services": src.services})
+        else:
+            print(f"imported {out} ({len(src.services)} services); evaluate it: incidentbook eval {out}")
+        return 0
+    src = open_bundle(Path(args.path))
     dest = cfg.home / "bundles" / src.path.resolve().name
     if dest.exists():
         raise BadInput(f"a bundle named {dest.name!r} is already imported at {dest}; rename the directory or remove it")
@@ -705,6 +721,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bundle_export)
     p = bd.add_parser("import", help="validate a bundle directory and register it in the workspace")
     p.add_argument("path", metavar="PATH")
+    p.add_argument("--format", choices=["bundle", "wide-csv"], default="bundle",
+                   help="wide-csv: a time column plus one <service>_<metric> column each (public RCA datasets)")
+    p.add_argument("--inject-time", metavar="TIME", help="wide-csv: when the fault was injected (unix s or ISO)")
+    p.add_argument("--root-cause", metavar="SERVICE[:KIND]", help="wide-csv: the known root cause")
+    p.add_argument("--remediation", metavar="ACTION[:SERVICE]", help="wide-csv: the remediation taken, if known")
     _add_common(p)
     p.set_defaults(func=cmd_bundle_import)
 
