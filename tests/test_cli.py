@@ -14,7 +14,7 @@ import pytest
 BIN = Path(sys.executable).parent / "incidentbook"
 
 
-def payload(group: str = "g1", alertname: str = "HighErrorRate", service: str = "checkout",
+def payload(group: str = "g1", alertname: str = "SignupsDropped", service: str = "checkout",
             n_alerts: int = 1, status: str = "firing") -> dict:
     alerts = [{
         "status": status,
@@ -78,6 +78,7 @@ def test_init_scaffolds_and_refuses_to_overwrite(workspace: Path) -> None:
 
 
 def test_ingest_opens_incident_with_executed_notebook(workspace: Path) -> None:
+    # An alert no catalogue runbook matches gets the generic fallback.
     alert = write(workspace, "alert.json", payload())
     r = run(workspace, "ingest", str(alert), "--json")
     assert r.returncode == 0, r.stderr
@@ -92,7 +93,7 @@ def test_ingest_opens_incident_with_executed_notebook(workspace: Path) -> None:
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(c.get("execution_count") for c in code), "every code cell ran"
     text = json.dumps([c.get("outputs", []) for c in code])
-    assert "HighErrorRate" in text and "checkout" in text and "wiki.example/hre" in text
+    assert "SignupsDropped" in text and "checkout" in text and "wiki.example/hre" in text
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in code)
 
 
@@ -243,3 +244,9 @@ def test_eval_of_an_unconfigured_investigator_is_skipped_with_the_reason(workspa
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert "ANTHROPIC_API_KEY" in doc["skipped"] and "skipped" in r.stderr
+
+
+def test_a_catalogue_alert_gets_its_own_runbook(workspace: Path) -> None:
+    r = run(workspace, "ingest", str(write(workspace, "a.json", payload(alertname="HighErrorRate"))), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["incidents"][0]["runbook"] == "high_error_rate"
