@@ -8,7 +8,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Unicode
+from traitlets import Int, Unicode
 
 from incidentbook.kernel_ext._common import BaseMagics, one_line_errors
 from incidentbook.kernel_ext.display import show_board
@@ -64,6 +64,8 @@ class InvestigateMagics(BaseMagics):
     """Run the investigator, keep the hypotheses board in the incident store."""
 
     investigator = Unicode("", help="Investigator to use; empty: [agent] investigator from incidentbook.toml.").tag(config=True)
+    max_proposals = Int(4, help="At most this many proposed cells per investigation, best hypotheses first "
+                              "(the board still lists every hypothesis and its checks).").tag(config=True)
 
     def _context(self, question: str) -> Any:
         from incidentbook.agent.base import InvestigationContext
@@ -90,14 +92,19 @@ class InvestigateMagics(BaseMagics):
             svc = a["labels"].get("service")
             if svc and svc not in services:
                 services.append(svc)
+        if service and service not in services:
+            services.append(service)
         topology: dict[str, list[str]] = {}
         bundle = getattr(tel, "bundle", None)
         if bundle is not None:
             topology = getattr(bundle, "topology", {}) or {}
+            # The paged service is rarely the cause: look at every service the system has,
+            # alerted ones first, so a root cause further down the graph can be found.
+            services += [x for x in [*getattr(bundle, "services", []), *topology] if x not in services]
         ws, we = s.window()
         return InvestigationContext(incident_id=iid, alerts=alerts, window_start=ws, window_end=we, telemetry=tel,
                                     history=_library(s.cfg),
-                                    services=services or ([service] if service else []),
+                                    services=services,
                                     topology=topology, namespace=namespace, question=question)
 
     def _investigator(self) -> tuple[Any, str]:
@@ -166,7 +173,7 @@ class InvestigateMagics(BaseMagics):
         show_board(data["hypotheses"], result.notes, result.errors, widgets=self.widgets and not self.session.headless)
         if args.no_propose:
             return
-        for p in result.proposals:
+        for p in result.proposals[: max(self.max_proposals, 0)]:
             p.id = self.session.propose(p.to_dict())
         if not self.session.headless:
             self.session.offer_next()

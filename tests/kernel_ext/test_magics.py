@@ -227,3 +227,34 @@ def test_headless_proposals_are_recognised_by_a_later_live_kernel(bound: Any, ca
     bound.run_cell(proposal_source(proposal))
     approval = events(bound, "proposal_approved")[-1].data
     assert approval["proposal_id"] == "P1" and approval["verbatim"] is True
+
+
+def test_investigate_in_a_replayed_system_looks_past_the_paged_service(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Paged on a symptom (a caller's DB latency), the board still names the broken cache first.
+
+    The notebook's investigation sees only its own alert, as an on-call engineer would; the
+    services it examines come from the replayed system, not from the alert.
+    """
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import nbformat
+
+    bin_ = Path(sys.executable).parent / "incidentbook"
+    home = tmp_path / "demo"
+    r = subprocess.run([str(bin_), "demo", "--no-lab", "--home", str(home), "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (inc,) = json.loads(r.stdout)["incidents"]
+    nb = nbformat.read(inc["notebook"], as_version=4)
+    proposals = [c for c in nb.cells if c.cell_type == "code" and "proposal" in c.metadata.get("incidentbook", {})]
+    assert 0 < len(proposals) <= 4, "at most max_proposals cells"
+    first = proposals[0].metadata["incidentbook"]["proposal"]
+    shown = subprocess.run([str(bin_), "incidents", "show", inc["id"], "--json"], cwd=home,
+                           capture_output=True, text=True)
+    investigation = [e for e in json.loads(shown.stdout)["timeline"] if e["kind"] == "investigation"][-1]
+    top = investigation["data"]["hypotheses"][0]
+    assert (top["service"], top["fault_kind"]) == ("kv-cache", "cache_failure")
+    assert first["hypothesis"] == top["id"]
