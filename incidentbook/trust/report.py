@@ -1,0 +1,271 @@
+"""The team review notebook of the trust ledger: acceptance rates, edited diffs, wrong hypotheses.
+
+`write_report` saves the ledger as JSON beside the notebook, writes a notebook whose cells load
+it and show each section, and executes the notebook (nbclient) so it opens with its outputs.
+The `show_*` functions are what those cells call; they work in any notebook.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from incidentbook.errors import IncidentbookError
+from incidentbook.trust.ledger import FATES, Ledger, build_ledger, today
+
+#: Bar colours per fate (run verbatim, edited then run, ignored, refuted).
+FATE_COLOURS = {"verbatim": "#12b76a", "edited": "#f79009", "ignored": "#98a2b3", "refuted": "#b42318", "pending": "#d0d5dd"}
+FATE_LABELS = {"verbatim": "run verbatim", "edited": "edited, then run", "ignored": "ignored (never run)",
+               "refuted": "not run, hypothesis refuted",
+               "pending": "not run yet (incident open)"}
+
+
+class ReportFailed(IncidentbookError):
+    """The review notebook was written but could not be executed."""
+
+
+def _label(investigator: str, model: str) -> str:
+    return f"{investigator} ({model})" if model else investigator
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+# ---------------------------------------------------------------------------------- figures and tables
+
+def acceptance_figure(ledger: Ledger) -> Any:
+    """A plotly bar chart: proposals per investigator/model stacked by fate, acceptance rate on top."""
+    import plotly.graph_objects as go
+
+    rates = ledger.rates()
+    x = [_label(r["investigator"], r["model"]) for r in rates]
+    fig = go.Figure()
+    for fate in FATES:
+        fig.add_trace(go.Bar(name=FATE_LABELS[fate], x=x, y=[r[fate] for r in rates],
+                             marker_color=FATE_COLOURS[fate]))
+    for label, r in zip(x, rates):
+        fig.add_annotation(x=label, y=r["proposals"], text=f"accepted {_pct(r['acceptance_rate'])}",
+                           showarrow=False, yshift=12, font={"size": 12})
+    fig.update_layout(title="Proposals by fate, per investigator and model", barmode="stack", height=360,
+                      margin={"l": 40, "r": 10, "t": 50, "b": 30}, legend={"orientation": "h", "y": -0.15},
+                      template="plotly_white", yaxis_title="proposals")
+    return fig
+
+
+def rates_frame(ledger: Ledger) -> Any:
+    """A pandas table of the per investigator/model rates (the review's headline table)."""
+    import pandas as pd
+
+    rows = []
+    for r in ledger.rates():
+        rows.append({
+            "investigator": r["investigator"], "model": r["model"] or "-", "incidents": r["incidents"],
+            "proposals": r["proposals"], "run verbatim": r["verbatim"], "edited then run": r["edited"],
+            "ignored": r["ignored"], "refuted": r["refuted"], "pending": r["pending"], "accepted": _pct(r["acceptance_rate"]),
+            "verbatim": _pct(r["verbatim_rate"]), "writes run / proposed": f"{r['writes_run']} / {r['write_proposals']}",
+            "hypotheses (confirmed / refuted / open)":
+                f"{r['confirmed']} / {r['refuted_hypotheses']} / {r['open_hypotheses']}",
+            "top hypothesis was the root cause": (f"{r['top_was_root_cause']} of {r['top_judged']}"
+                                                  if r["top_judged"] else "-"),
+        })
+    return pd.DataFrame(rows)
+
+
+def fates_frame(ledger: Ledger) -> Any:
+    """A pandas table: one row per proposal (incident, id, who proposed it, kind, fate, who ran it)."""
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "incident": p.incident_id, "proposal": p.proposal_id, "by": _label(p.investigator, p.model),
+        "kind": p.kind, "hypothesis": p.hypothesis or "-", "fate": p.fate, "ran by": p.who or "-",
+        "outcome": p.outcome or "-", "what": p.title} for p in ledger.proposals])
+
+
+def edits_markdown(ledger: Ledger) -> str:
+    """Markdown: each edited proposal with the diff from what was proposed to what was run."""
+    edited = ledger.edited()
+    if not edited:
+        return "_No proposal was edited before it was run._"
+    out = []
+    for p in edited:
+        head = (f"**{p.incident_id} {p.proposal_id}** ({_label(p.investigator, p.model)}, {p.kind}, "
+                f"run by {p.who or 'someone'}): {html.escape(p.title)}")
+        body = p.diff or "(the run source is not in the incident notebook; only its hash is known)"
+        out.append(f"{head}\n\n```diff\n{body}\n```")
+    return "\n\n".join(out)
+
+
+def wrong_frame(ledger: Ledger) -> Any:
+    """A pandas table of wrong hypotheses: refuted ones and top hypotheses that were not the root cause."""
+    import pandas as pd
+
+    rows = []
+    for h in ledger.wrong_hypotheses():
+        why = []
+        if h.status == "refuted":
+            why.append("refuted" + (f": {h.note}" if h.note else ""))
+        if h.is_top and h.is_root_cause is False:
+            why.append("ranked first, not the root cause")
+        rows.append({"incident": h.incident_id, "by": _label(h.investigator, h.model), "hypothesis": h.hypothesis_id,
+                     "rank": h.rank, "suspected": f"{h.fault_kind} on {h.service}", "statement": h.statement,
+                     "why wrong": "; ".join(why)})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------- cells call these
+
+def _show_frame(frame: Any, empty: str) -> None:
+    from IPython.display import Markdown, display
+
+    if frame.empty:
+        display(Markdown(empty))
+    else:
+        display(frame.style.hide(axis="index"))
+
+
+def show_summary(ledger: Ledger) -> None:
+    """Display the totals in one paragraph."""
+    from IPython.display import Markdown, display
+
+    t = ledger.totals()
+    scope = f"since {ledger.since}" if ledger.since else "all incidents in the store"
+    display(Markdown(
+        f"**{t['incidents']} incidents** ({scope}), **{t['proposals']} proposals**: "
+        f"{t['verbatim']} run verbatim, {t['edited']} edited then run, {t['ignored']} ignored, "
+        f"{t['refuted']} left because their hypothesis was refuted, {t['pending']} still pending in open incidents. "
+        f"Acceptance rate: **{_pct(t['acceptance_rate'])}**. Ledger built {ledger.generated}."))
+
+
+def show_rates(ledger: Ledger) -> None:
+    """Display the per investigator/model table and the acceptance chart."""
+    from IPython.display import display
+
+    from incidentbook.charts import figure_bundle
+
+    _show_frame(rates_frame(ledger), "_No investigations or proposals in this period._")
+    if ledger.proposals:
+        display(figure_bundle(acceptance_figure(ledger)), raw=True)
+
+
+def show_edits(ledger: Ledger) -> None:
+    """Display the edited proposals with their diffs."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(edits_markdown(ledger)))
+
+
+def show_wrong_hypotheses(ledger: Ledger) -> None:
+    """Display the wrong hypotheses table."""
+    _show_frame(wrong_frame(ledger), "_No hypothesis was refuted, and every top hypothesis with a known "
+                                     "root cause was right._")
+
+
+def show_fates(ledger: Ledger) -> None:
+    """Display every proposal and its fate."""
+    _show_frame(fates_frame(ledger), "_No proposals in this period._")
+
+
+# ---------------------------------------------------------------------------------- the notebook
+
+_INTRO = """# Trust review: what happened to the assistant's suggestions
+
+For the regular team review. A proposal does nothing until a person runs it, so what people did
+with each proposal is the evidence for how far to trust an investigator and a model version:
+
+- **run verbatim**: accepted as is; **edited, then run**: useful but not right (diffs below);
+- **ignored**: never run; **refuted**: never run because its hypothesis was refuted first;
+- **pending**: not run yet in an incident that is still open (not counted in acceptance).
+
+Use it to decide autonomy (`policy.toml`): an investigator whose write proposals are run verbatim,
+incident after incident, is a candidate for `cooldown` in staging; one whose top hypothesis is
+often wrong is not. Re-run with `incidentbook trust report`; this notebook reads `{ledger}`."""
+
+
+def build_report(ledger_file: str) -> nbformat.NotebookNode:
+    """The review notebook (not executed) reading the ledger JSON at `ledger_file` (relative to the notebook)."""
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    setup = code(f"from incidentbook.trust import Ledger, report\n\nledger = Ledger.load({ledger_file!r})\n"
+                 "report.show_summary(ledger)")
+    setup.metadata["tags"] = ["hide-input"]
+    cells = [
+        md(_INTRO.format(ledger=ledger_file)), setup,
+        md("## Acceptance per investigator and model\n\nAccepted = run (verbatim or edited) over run + ignored "
+           "proposals; refuted and pending ones are left out. *Top hypothesis was the root cause* counts investigations of incidents whose root cause "
+           "was confirmed."),
+        code("report.show_rates(ledger)"),
+        md("## Edited proposals\n\nWhat people changed before running a proposal: the gap between the suggestion "
+           "and what the situation needed."),
+        code("report.show_edits(ledger)"),
+        md("## Wrong hypotheses\n\nRefuted hypotheses, and top-ranked hypotheses that were not the confirmed root "
+           "cause."),
+        code("report.show_wrong_hypotheses(ledger)"),
+        md("## Every proposal"),
+        code("report.show_fates(ledger)"),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["incidentbook"] = {"kind": "trust_report", "title": "Trust review", "ledger": ledger_file}
+    return nb
+
+
+def execute_report(nb: nbformat.NotebookNode, cwd: Path, kernel_name: str = "python3",
+                   timeout_s: float = 120) -> nbformat.NotebookNode:
+    """Run the review notebook in `cwd` with nbclient; ReportFailed names the cell that failed."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    client = NotebookClient(nb, timeout=timeout_s, kernel_name=kernel_name,
+                            resources={"metadata": {"path": str(cwd)}},
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        first = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+        raise ReportFailed(f"the trust report notebook failed while running: {first}; "
+                           "open it to see the cell, or pass --no-execute") from None
+    except Exception as e:  # kernel missing or dead: the unexecuted notebook is still useful
+        raise ReportFailed(f"could not run the trust report notebook ({type(e).__name__}: {e}); "
+                           f"install a {kernel_name!r} kernel or pass --no-execute") from None
+    return nb
+
+
+def report_path(cfg: Any, out: str | Path | None = None) -> Path:
+    """Where the report goes: `out`, else `<home>/trust/report-<date>.ipynb`."""
+    if out:
+        p = Path(out)
+        if p.suffix != ".ipynb":
+            from incidentbook.errors import BadInput
+
+            raise BadInput(f"--out {out}: the report is a notebook; give a path ending in .ipynb")
+        return p
+    return Path(cfg.home) / "trust" / f"report-{today()}.ipynb"
+
+
+def write_report(cfg: Any, store: Any, *, out: str | Path | None = None, since: str | None = None,
+                 include_library: bool = False, execute: bool = True) -> tuple[Path, Ledger]:
+    """Build the ledger, write `<report>.json` and the review notebook, run it; returns (path, ledger)."""
+    library = None
+    if include_library:
+        from incidentbook.postmortems import Library
+
+        library = Library.from_config(cfg)
+        if not library.path.is_dir():
+            library = None
+    ledger = build_ledger(store, since=since, incidents_dir=cfg.incidents_dir, library=library)
+    path = report_path(cfg, out).resolve()
+    data = path.with_suffix(".json")
+    ledger.save(data)
+    nb = build_report(data.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if execute:
+        try:
+            nb = execute_report(nb, path.parent, kernel_name=cfg.runner.kernel_name)
+        finally:
+            nbformat.write(nb, path)
+    else:
+        nbformat.write(nb, path)
+    return path, ledger
