@@ -604,6 +604,43 @@ def cmd_autonomy_escalate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trust_ledger(args: argparse.Namespace) -> int:
+    from incidentbook.trust.report import build_trust_ledger
+
+    cfg = _config(args)
+    with _store(args) as store:
+        ledger = build_trust_ledger(cfg, store, since=args.since, include_library=args.library)
+    if args.json:
+        _print_json(ledger.to_dict())
+        return 0
+    rows = [(r["investigator"], r["model"] or "-", r["incidents"], r["proposals"], r["verbatim"], r["edited"],
+             r["ignored"], r["refuted"], r["pending"], "-" if r["acceptance_rate"] is None else f"{r['acceptance_rate']:.0%}",
+             f"{r['top_was_root_cause']}/{r['top_judged']}" if r["top_judged"] else "-") for r in ledger.rates()]
+    if not rows:
+        print("no investigations or proposals recorded" + (f" since {args.since}" if args.since else ""))
+        return 0
+    print(_table(rows, ["INVESTIGATOR", "MODEL", "INCIDENTS", "PROPOSALS", "VERBATIM", "EDITED", "IGNORED",
+                        "REFUTED", "PENDING", "ACCEPTED", "TOP=ROOT CAUSE"]))
+    return 0
+
+
+def cmd_trust_report(args: argparse.Namespace) -> int:
+    from incidentbook.trust import write_report
+
+    cfg = _config(args)
+    with _store(args) as store:
+        path, ledger = write_report(cfg, store, out=args.out, since=args.since, include_library=args.library,
+                                    execute=not args.no_execute)
+    if args.json:
+        _print_json({"path": str(path), "ledger": str(path.with_suffix(".json")), "executed": not args.no_execute,
+                     "totals": ledger.totals(), "rates": ledger.rates()})
+    else:
+        t = ledger.totals()
+        print(f"{path}\n  {t['incidents']} incident(s), {t['proposals']} proposal(s); open it in JupyterLab "
+              "for the review")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -836,6 +873,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", metavar="FILE")
     _add_common(p)
     p.set_defaults(func=cmd_autonomy_escalate)
+
+    tr = sub.add_parser("trust", help="trust ledger: what people did with each proposal, per investigator and model"
+                        ).add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    tr.required = True
+    for name, helptext in (("ledger", "proposal fates and acceptance rates per investigator and model"),
+                           ("report", "write and run the team review notebook (default <home>/trust/report-<date>.ipynb)")):
+        p = tr.add_parser(name, help=helptext)
+        p.add_argument("--since", metavar="D", help="only incidents opened on or after this date (YYYY-MM-DD)")
+        p.add_argument("--library", action="store_true", help="also count archived incidents in the postmortem library")
+        if name == "report":
+            p.add_argument("--out", metavar="FILE.ipynb", help="where to write the notebook")
+            p.add_argument("--no-execute", action="store_true", help="write the notebook without running it")
+        _add_common(p)
+        p.set_defaults(func=cmd_trust_report if name == "report" else cmd_trust_ledger)
 
     return parser
 

@@ -38,6 +38,8 @@ Fate = Literal["verbatim", "edited", "ignored", "refuted", "pending"]
 FATES: tuple[str, ...] = ("verbatim", "edited", "ignored", "refuted", "pending")
 #: Investigator name for proposals no investigation made (e.g. a runbook's own `ib.act` call).
 NO_INVESTIGATOR = "(runbook)"
+#: Investigator name for archived incidents whose notebook does not say which investigator ran.
+ARCHIVED = "(archived)"
 #: `[fault_kind on service]` at the end of a root-cause line written by `root_cause_text`.
 _RC_TAIL = re.compile(r"\[(?P<kind>[\w-]+) on (?P<service>[^\]]+)\]\s*$")
 _SCAN_LIMIT = 100_000
@@ -418,11 +420,12 @@ def notebook_ledger(incident_id: str, nb: Any) -> Ledger:
 
     Proposals are the recorded outputs of the cell that proposed them; a proposal cell with an
     execution count was run, edited when its source differs from the proposal. The investigator
-    is the notebook's `metadata.incidentbook.investigator` when present.
+    is the notebook's `metadata.incidentbook.investigator` when present, else "(archived)";
+    proposals testing no hypothesis came from the runbook.
     """
     led = Ledger(incidents=[incident_id])
     meta = nb.metadata.get("incidentbook", {}) if hasattr(nb, "metadata") else {}
-    inv, model = str(meta.get("investigator") or "unknown"), str(meta.get("model") or "")
+    inv, model = str(meta.get("investigator") or ARCHIVED), str(meta.get("model") or "")
     proposals: dict[str, dict[str, Any]] = {}
     ran: dict[str, list[Any]] = {}
     for cell in nb.cells:
@@ -437,7 +440,9 @@ def notebook_ledger(incident_id: str, nb: Any) -> Ledger:
             ran.setdefault(pid, []).append(cell)
     for pid, p in proposals.items():
         proposed = str(p.get("source") or proposal_source(p))
-        rec = ProposalRecord(incident_id, pid, inv, model, str(p.get("kind", "read")), p.get("hypothesis"),
+        by = inv if p.get("hypothesis") else NO_INVESTIGATOR
+        rec = ProposalRecord(incident_id, pid, by, model if p.get("hypothesis") else "", str(p.get("kind", "read")),
+                             p.get("hypothesis"),
                              str(p.get("title") or p.get("rationale", ""))[:120], proposed, "ignored",
                              source="library")
         if ran.get(pid):

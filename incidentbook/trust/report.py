@@ -31,6 +31,10 @@ def _label(investigator: str, model: str) -> str:
     return f"{investigator} ({model})" if model else investigator
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
 
@@ -45,6 +49,8 @@ def acceptance_figure(ledger: Ledger) -> Any:
     x = [_label(r["investigator"], r["model"]) for r in rates]
     fig = go.Figure()
     for fate in FATES:
+        if not any(r[fate] for r in rates):
+            continue  # keep the legend to fates that happened
         fig.add_trace(go.Bar(name=FATE_LABELS[fate], x=x, y=[r[fate] for r in rates],
                              marker_color=FATE_COLOURS[fate]))
     for label, r in zip(x, rates):
@@ -57,22 +63,28 @@ def acceptance_figure(ledger: Ledger) -> Any:
 
 
 def rates_frame(ledger: Ledger) -> Any:
-    """A pandas table of the per investigator/model rates (the review's headline table)."""
+    """A pandas table of proposal fates and acceptance per investigator/model (the headline table)."""
     import pandas as pd
 
-    rows = []
-    for r in ledger.rates():
-        rows.append({
-            "investigator": r["investigator"], "model": r["model"] or "-", "incidents": r["incidents"],
-            "proposals": r["proposals"], "run verbatim": r["verbatim"], "edited then run": r["edited"],
-            "ignored": r["ignored"], "refuted": r["refuted"], "pending": r["pending"], "accepted": _pct(r["acceptance_rate"]),
-            "verbatim": _pct(r["verbatim_rate"]), "writes run / proposed": f"{r['writes_run']} / {r['write_proposals']}",
-            "hypotheses (confirmed / refuted / open)":
-                f"{r['confirmed']} / {r['refuted_hypotheses']} / {r['open_hypotheses']}",
-            "top hypothesis was the root cause": (f"{r['top_was_root_cause']} of {r['top_judged']}"
-                                                  if r["top_judged"] else "-"),
-        })
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{
+        "investigator": r["investigator"], "model": r["model"] or "-", "incidents": r["incidents"],
+        "proposals": r["proposals"], "run verbatim": r["verbatim"], "edited, run": r["edited"],
+        "ignored": r["ignored"], "refuted": r["refuted"], "pending": r["pending"],
+        "accepted": _pct(r["acceptance_rate"]), "verbatim": _pct(r["verbatim_rate"]),
+        "writes run / proposed": f"{r['writes_run']} / {r['write_proposals']}"} for r in ledger.rates()])
+
+
+def hypotheses_frame(ledger: Ledger) -> Any:
+    """A pandas table of hypothesis verdicts per investigator/model and how often the top one was right."""
+    import pandas as pd
+
+    return pd.DataFrame([{
+        "investigator": r["investigator"], "model": r["model"] or "-", "investigations": r["investigations"],
+        "hypotheses": r["hypotheses"], "confirmed": r["confirmed"], "refuted": r["refuted_hypotheses"],
+        "open": r["open_hypotheses"],
+        "top hypothesis was the root cause": (f"{r['top_was_root_cause']} of {r['top_judged']} "
+                                              f"({_pct(r['top_hit_rate'])})" if r["top_judged"] else "-")}
+        for r in ledger.rates()])
 
 
 def fates_frame(ledger: Ledger) -> Any:
@@ -85,6 +97,10 @@ def fates_frame(ledger: Ledger) -> Any:
         "outcome": p.outcome or "-", "what": p.title} for p in ledger.proposals])
 
 
+_NO_SOURCE = "(the run source is not in the incident notebook; only its hash is known)"
+_DIFF_COLOURS = {"+": "#e6ffec", "-": "#ffebe9", "@": "#ddf4ff"}
+
+
 def edits_markdown(ledger: Ledger) -> str:
     """Markdown: each edited proposal with the diff from what was proposed to what was run."""
     edited = ledger.edited()
@@ -94,9 +110,27 @@ def edits_markdown(ledger: Ledger) -> str:
     for p in edited:
         head = (f"**{p.incident_id} {p.proposal_id}** ({_label(p.investigator, p.model)}, {p.kind}, "
                 f"run by {p.who or 'someone'}): {html.escape(p.title)}")
-        body = p.diff or "(the run source is not in the incident notebook; only its hash is known)"
-        out.append(f"{head}\n\n```diff\n{body}\n```")
+        out.append(f"{head}\n\n```diff\n{p.diff or _NO_SOURCE}\n```")
     return "\n\n".join(out)
+
+
+def edits_html(ledger: Ledger) -> str:
+    """HTML: the same as `edits_markdown`, with added and removed lines coloured."""
+    edited = ledger.edited()
+    if not edited:
+        return "<p><em>No proposal was edited before it was run.</em></p>"
+    out = []
+    for p in edited:
+        lines = []
+        for line in (p.diff or _NO_SOURCE).splitlines():
+            bg = "" if line.startswith(("+++", "---")) else _DIFF_COLOURS.get(line[:1], "")
+            style = f' style="background:{bg}"' if bg else ""
+            lines.append(f"<div{style}>{html.escape(line) or '&nbsp;'}</div>")
+        out.append(f"<p><b>{html.escape(p.incident_id)} {html.escape(p.proposal_id)}</b> "
+                   f"({html.escape(_label(p.investigator, p.model))}, {p.kind}, run by {html.escape(p.who or 'someone')}): "
+                   f"{html.escape(p.title)}</p><pre style=\"font-family:ui-monospace,monospace;font-size:12px;line-height:1.4;padding:6px;"
+                   f"border:1px solid #d0d7de;border-radius:4px\">{''.join(lines)}</pre>")
+    return "\n".join(out)
 
 
 def wrong_frame(ledger: Ledger) -> Any:
@@ -124,7 +158,8 @@ def _show_frame(frame: Any, empty: str) -> None:
     if frame.empty:
         display(Markdown(empty))
     else:
-        display(frame.style.hide(axis="index"))
+        display(frame.style.hide(axis="index").set_properties(**{"text-align": "left"})
+                .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}]))
 
 
 def show_summary(ledger: Ledger) -> None:
@@ -134,7 +169,7 @@ def show_summary(ledger: Ledger) -> None:
     t = ledger.totals()
     scope = f"since {ledger.since}" if ledger.since else "all incidents in the store"
     display(Markdown(
-        f"**{t['incidents']} incidents** ({scope}), **{t['proposals']} proposals**: "
+        f"**{_plural(t['incidents'], 'incident')}** ({scope}), **{_plural(t['proposals'], 'proposal')}**: "
         f"{t['verbatim']} run verbatim, {t['edited']} edited then run, {t['ignored']} ignored, "
         f"{t['refuted']} left because their hypothesis was refuted, {t['pending']} still pending in open incidents. "
         f"Acceptance rate: **{_pct(t['acceptance_rate'])}**. Ledger built {ledger.generated}."))
@@ -149,13 +184,15 @@ def show_rates(ledger: Ledger) -> None:
     _show_frame(rates_frame(ledger), "_No investigations or proposals in this period._")
     if ledger.proposals:
         display(figure_bundle(acceptance_figure(ledger)), raw=True)
+    if ledger.investigations:
+        _show_frame(hypotheses_frame(ledger), "")
 
 
 def show_edits(ledger: Ledger) -> None:
     """Display the edited proposals with their diffs."""
-    from IPython.display import Markdown, display
+    from IPython.display import display
 
-    display(Markdown(edits_markdown(ledger)))
+    display({"text/html": edits_html(ledger), "text/markdown": edits_markdown(ledger)}, raw=True)
 
 
 def show_wrong_hypotheses(ledger: Ledger) -> None:
@@ -245,9 +282,8 @@ def report_path(cfg: Any, out: str | Path | None = None) -> Path:
     return Path(cfg.home) / "trust" / f"report-{today()}.ipynb"
 
 
-def write_report(cfg: Any, store: Any, *, out: str | Path | None = None, since: str | None = None,
-                 include_library: bool = False, execute: bool = True) -> tuple[Path, Ledger]:
-    """Build the ledger, write `<report>.json` and the review notebook, run it; returns (path, ledger)."""
+def build_trust_ledger(cfg: Any, store: Any, since: str | None = None, include_library: bool = False) -> Ledger:
+    """The ledger of the configured workspace: its store, incident notebooks and (optionally) library."""
     library = None
     if include_library:
         from incidentbook.postmortems import Library
@@ -255,7 +291,13 @@ def write_report(cfg: Any, store: Any, *, out: str | Path | None = None, since: 
         library = Library.from_config(cfg)
         if not library.path.is_dir():
             library = None
-    ledger = build_ledger(store, since=since, incidents_dir=cfg.incidents_dir, library=library)
+    return build_ledger(store, since=since, incidents_dir=cfg.incidents_dir, library=library)
+
+
+def write_report(cfg: Any, store: Any, *, out: str | Path | None = None, since: str | None = None,
+                 include_library: bool = False, execute: bool = True) -> tuple[Path, Ledger]:
+    """Build the ledger, write `<report>.json` and the review notebook, run it; returns (path, ledger)."""
+    ledger = build_trust_ledger(cfg, store, since=since, include_library=include_library)
     path = report_path(cfg, out).resolve()
     data = path.with_suffix(".json")
     ledger.save(data)
