@@ -18,12 +18,13 @@ SQLite serialises writers itself (`BEGIN IMMEDIATE`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
@@ -96,6 +97,14 @@ class Job:
     attempts: int
 
 
+@dataclass
+class _Item:
+    row: WorkItemRow
+    payload: AlertmanagerPayload
+    parent: IncidentRow | None
+    original_group: str
+
+
 class WorkQueue:
     """The queue in `store`, worked by `worker` (default host:pid)."""
 
@@ -108,9 +117,15 @@ class WorkQueue:
         self.lease = timedelta(seconds=lease_s)
         self.worker = worker or default_worker_id()
         self.bundle = bundle
+        # SQLite has one writer at a time and its busy handler sleeps in steps of up to 100 ms;
+        # writers of this process queue on a lock instead, so an HTTP ack waits only for the
+        # transaction in progress. (PostgreSQL needs no such thing: rows are locked one by one.)
+        self._local_writer = threading.Lock() if store.dialect == "sqlite" else contextlib.nullcontext()
 
-    def _session(self) -> Any:
-        return self.store._session(write=True)
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._local_writer, self.store._session(write=True) as s:
+            yield s
 
     # ------------------------------------------------------------------ intake
 
@@ -129,67 +144,111 @@ class WorkQueue:
                 existing = s.scalars(select(WorkItemRow.id).where(WorkItemRow.dedupe_key == key)).first()
             return Enqueued(int(existing or 0), True)
 
-    def process_next_alert(self, on_created: Callable[[str], None] | None = None) -> Processed | None:
+    def process_next_alert(self) -> Processed | None:
         """Fold the oldest queued body into the store; None when nothing is queued."""
+        done = self.process_alerts(limit=1)
+        return done[0] if done else None
+
+    def process_alerts(self, limit: int = 100) -> list[Processed]:
+        """Fold up to `limit` queued bodies into the store in one transaction (oldest first).
+
+        Bodies that land on the same open incident are applied together, so a storm of
+        notifications for one incident costs one pass over its alerts, not one per body.
+        """
         while True:
             try:
                 with self._session() as s:
                     if self.store.dialect == "postgresql":
                         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_INTAKE_LOCK})
-                    row = s.scalars(
+                    rows = list(s.scalars(
                         select(WorkItemRow)
                         .where(WorkItemRow.kind == "alert", WorkItemRow.state == "queued")
-                        .order_by(WorkItemRow.id).limit(1).with_for_update(skip_locked=True)
-                    ).first()
-                    if row is None:
-                        return None
-                    result = self._process(s, row)
+                        .order_by(WorkItemRow.id).limit(limit).with_for_update(skip_locked=True)
+                    ))
+                    return self._process_batch(s, rows) if rows else []
             except IntegrityError:
                 continue  # someone else (`incidentbook ingest`) opened the group first: retry
-            if result.created and result.incident_id and on_created is not None:
-                on_created(result.incident_id)
-            return result
 
-    def _process(self, s: Session, row: WorkItemRow) -> Processed:
+    def _process_batch(self, s: Session, rows: list[WorkItemRow]) -> list[Processed]:
         now = _now()
-        row.attempts += 1
-        row.started_at = row.started_at or now
-        try:
-            payload = parse_body(row.source, row.raw)
-        except InvalidPayload as e:
-            row.state, row.error, row.finished_at = "failed", str(e), now
-            return Processed(row.id, None, False, error=str(e))
-        if payload is None:
-            row.state, row.finished_at = "done", now
-            return Processed(row.id, None, False)
-        original_group = payload.group_key
-        payload, parent = self._correlate(s, payload, now)
-        prow = PayloadRow(received_at=row.received_at, source=row.source, group_key=payload.group_key,
-                          status=payload.status, raw=payload.raw)
-        s.add(prow)
+        results: dict[int, Processed] = {}
+        buckets: dict[str, list[_Item]] = {}
+        for row in rows:
+            row.attempts += 1
+            row.started_at = row.started_at or now
+            try:
+                payload = parse_body(row.source, row.raw)
+            except InvalidPayload as e:
+                row.state, row.error, row.finished_at = "failed", str(e), now
+                results[row.id] = Processed(row.id, None, False, error=str(e))
+                continue
+            if payload is None:
+                row.state, row.finished_at = "done", now
+                results[row.id] = Processed(row.id, None, False)
+                continue
+            original_group = payload.group_key
+            payload, parent = self._correlate(s, payload, now)
+            item = _Item(row, payload, parent, original_group)
+            if parent is not None or self._open_incident(s, payload.group_key) is not None:
+                buckets.setdefault(payload.group_key, []).append(item)
+            else:  # it opens (or records on a closed) incident: apply now, later bodies may join it
+                for r in self._apply_group(s, [item], now):
+                    results[r.item_id] = r
+        for items in buckets.values():
+            for r in self._apply_group(s, items, now):
+                results[r.item_id] = r
         s.flush()
-        outcome = self.store._apply(s, payload, prow.id, row.source, now)
+        return [results[row.id] for row in rows]
+
+    @staticmethod
+    def _open_incident(s: Session, group_key: str) -> str | None:
+        return s.scalars(select(IncidentRow.id).where(
+            IncidentRow.group_key_hash == _hash(group_key), IncidentRow.status == "open")).first()
+
+    def _apply_group(self, s: Session, items: list[_Item], now: datetime) -> list[Processed]:
+        """Apply bodies bound for one alert group as one notification (their alerts in order)."""
+        prows = [PayloadRow(received_at=it.row.received_at, source=it.row.source,
+                            group_key=it.payload.group_key, status=it.payload.status, raw=it.row.raw)
+                 for it in items]
+        s.add_all(prows)
+        s.flush()
+        payload = items[0].payload
+        if len(items) > 1:
+            alerts = [a for it in items for a in it.payload.alerts]
+            merged = payload.model_copy(update={
+                "alerts": alerts, "status": "firing" if any(a.status == "firing" for a in alerts) else "resolved",
+                "truncated_alerts": sum(it.payload.truncated_alerts for it in items)})
+            merged._raw = payload.raw
+            payload = merged
+        outcome = self.store._apply(s, payload, prows[0].id, items[0].row.source, now)
         incident_id = outcome.incident.id
-        if parent is not None:
-            services = sorted({a.labels.get("service", "") for a in payload.alerts} - {""})
-            why = self.topology.explains(parent.service, services)
+        for prow in prows[1:]:
+            prow.incident_id, prow.processed_at = incident_id, now
+        joined = [it for it in items if it.parent is not None]
+        if joined:
+            services = sorted({a.labels.get("service", "") for it in joined for a in it.payload.alerts} - {""})
+            why = self.topology.explains(joined[0].parent.service, services)  # type: ignore[union-attr]
             self.store._add_event(
                 s, incident_id, "symptoms_joined",
                 f"{', '.join(services)} alerts joined as symptoms ({why})", "incidentbook",
-                {"services": services, "original_group_key": original_group,
-                 "alerts": [a.key for a in payload.alerts], "payload_id": prow.id}, now)
+                {"services": services, "original_group_keys": sorted({it.original_group for it in joined}),
+                 "alerts": [a.key for it in joined for a in it.payload.alerts][:1000],
+                 "payload_ids": [p.id for p, it in zip(prows, items) if it.parent is not None][:1000]}, now)
         if outcome.created:
             if self.bundle:
                 inc = s.get(IncidentRow, incident_id)
                 if inc is not None:
                     inc.bundle = self.bundle
-            s.add(WorkItemRow(kind="runbook", source=row.source, state="queued",
+            s.add(WorkItemRow(kind="runbook", source=items[0].row.source, state="queued",
                               dedupe_key=_hash(f"runbook\n{incident_id}"), raw="",
                               incident_id=incident_id, received_at=now, worker="", attempts=0))
-        row.state, row.finished_at, row.incident_id = "done", now, incident_id
-        s.flush()
-        return Processed(row.id, incident_id, outcome.created,
-                         joined=incident_id if parent is not None else None, alerts=len(payload.alerts))
+        out = []
+        for i, it in enumerate(items):
+            it.row.state, it.row.finished_at, it.row.incident_id = "done", now, incident_id
+            out.append(Processed(it.row.id, incident_id, outcome.created and i == 0,
+                                 joined=incident_id if it.parent is not None else None,
+                                 alerts=len(it.payload.alerts)))
+        return out
 
     def _correlate(self, s: Session, payload: AlertmanagerPayload,
                    now: datetime) -> tuple[AlertmanagerPayload, IncidentRow | None]:

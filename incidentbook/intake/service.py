@@ -31,6 +31,8 @@ from incidentbook.intake.queue import MAX_ATTEMPTS, Enqueued, Job, WorkQueue
 
 log = logging.getLogger(__name__)
 
+#: Webhook bodies folded into the store per transaction (bounded so acks never wait long).
+INTAKE_BATCH = 50
 #: Why a runbook run was marked failed when its worker disappeared mid-run.
 WORKER_LOST = "WorkerLost"
 
@@ -118,23 +120,24 @@ class IntakeService:
     def _intake_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                done = self.queue.process_next_alert()
+                batch = self.queue.process_alerts(limit=INTAKE_BATCH)
             except IncidentbookError as e:
                 log.error("intake: %s", e)
                 self._stop.wait(1.0)
                 continue
-            if done is None:
+            if not batch:
                 self._wake_intake.wait(0.5)
                 self._wake_intake.clear()
                 continue
-            if done.error:
-                self.metrics.failed.labels(kind="alert").inc()
-                log.warning("intake: item %s rejected: %s", done.item_id, done.error)
-            elif done.created:
-                self.metrics.incidents_opened.inc()
-                self._wake_runbooks.set()
-            elif done.incident_id:
-                self.metrics.grouped.labels(how="correlated" if done.joined else "group_key").inc()
+            for done in batch:
+                if done.error:
+                    self.metrics.failed.labels(kind="alert").inc()
+                    log.warning("intake: item %s rejected: %s", done.item_id, done.error)
+                elif done.created:
+                    self.metrics.incidents_opened.inc()
+                    self._wake_runbooks.set()
+                elif done.incident_id:
+                    self.metrics.grouped.labels(how="correlated" if done.joined else "group_key").inc()
 
     # ------------------------------------------------------------------ runbooks
 

@@ -46,7 +46,9 @@ log = logging.getLogger(__name__)
 #: Modules a warm kernel imports before it is handed out (what runbooks spend their start on).
 DEFAULT_PRELOAD: tuple[str, ...] = (
     "numpy", "pandas", "plotly.graph_objects", "incidentbook.kernel_ext", "incidentbook.notebook",
-    "incidentbook.telemetry.replay", "incidentbook.agent.rules",
+    "incidentbook.telemetry.replay", "incidentbook.agent.rules", "incidentbook.incidents",
+    "alembic.command", "alembic.config", "alembic.script", "alembic.runtime.migration",
+    "alembic.autogenerate", "IPython.display",
 )
 
 
@@ -68,6 +70,66 @@ def _execute_quietly(kc: Any, code: str, timeout: float) -> None:
     if reply["content"].get("status") != "ok":
         c = reply["content"]
         raise RunbookError(f"warm kernel set-up failed: {c.get('ename')}: {c.get('evalue')}")
+
+
+_ENGINE = "incidentbook-warm"
+
+
+def _register_engine() -> str:
+    """Register (once) the papermill engine that runs in an already-started, already-ready kernel.
+
+    It is papermill's nbclient engine except for how the kernel client connects: nbclient's
+    `wait_for_ready` ends by waiting for 0.2 s of IOPub silence, a fixed cost per run; the pool
+    checked readiness at warm-up, so here one kernel_info round trip proves IOPub is subscribed.
+    """
+    from nbclient.util import ensure_async, run_sync
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.utils import merge_kwargs, remove_args
+
+    if _ENGINE in papermill_engines._engines:
+        return _ENGINE
+
+    class WarmClient(PapermillNotebookClient):  # type: ignore[misc]
+        async def async_start_new_kernel_client(self) -> Any:
+            self.kc = self.km.client()
+            await ensure_async(self.kc.start_channels())
+            for _ in range(100):  # ZMQ subscriptions join late: retry until IOPub answers
+                msg_id = self.kc.kernel_info()
+                try:
+                    while True:
+                        msg = await self.kc.iopub_channel.get_msg(timeout=0.01)
+                        if msg["parent_header"].get("msg_id") == msg_id and \
+                                msg["content"].get("execution_state") == "idle":
+                            break
+                except queue.Empty:
+                    continue
+                break
+            while True:  # drop the kernel_info replies of the attempts above
+                try:
+                    await self.kc.shell_channel.get_msg(timeout=0.01)
+                except queue.Empty:
+                    break
+            self.kc.allow_stdin = False
+            return self.kc
+
+        # nbclient's synchronous setup_kernel calls this name, bound to the base class method
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    class WarmEngine(NBClientEngine):  # type: ignore[misc]
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, log_output: bool = False,
+                                     stdout_file: Any = None, stderr_file: Any = None,
+                                     start_timeout: float = 60, execution_timeout: float | None = None,
+                                     **kwargs: Any) -> Any:
+            kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
+            final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
+                                 kernel_name=kernel_name, log=logging.getLogger("papermill"),
+                                 log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
+            return WarmClient(nb_man, **final).execute()
+
+    papermill_engines.register(_ENGINE, WarmEngine)
+    return _ENGINE
 
 
 class KernelPool:
@@ -239,7 +301,9 @@ def run_runbook_warm(pool: KernelPool, runbook: Runbook, parameters: Mapping[str
         papermill.execute_notebook(
             str(runbook.path.resolve()), str(output_path), parameters=params,
             execution_timeout=cell_timeout_s, kernel_name=pool.kernel_name, log_output=False,
-            progress_bar=False, km=wk.km,
+            progress_bar=False, km=wk.km, engine_name=_register_engine(),
+            # one write at the end instead of one per cell: a warm run takes well under a second
+            request_save_on_cell_execute=False,
         )
     except PapermillExecutionError as e:
         ename, evalue = e.ename, e.evalue
