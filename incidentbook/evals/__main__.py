@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from incidentbook.errors import IncidentbookError
-from incidentbook.evals.runner import DEFAULT_SEEDS, run_eval
+from incidentbook.evals.runner import CONTEXT_MODES, DEFAULT_CONTEXT, DEFAULT_SEEDS, run_eval
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
     ap.add_argument("--systems", default="", metavar="FROM-TO",
                     help="also unnamed system variants with these seeds, e.g. 400-443")
+    ap.add_argument("--context", choices=CONTEXT_MODES, default=DEFAULT_CONTEXT,
+                    help="first-page: only the alerts of the page that opened the incident, like the "
+                         "notebook's %%investigate; storm: every alert the case raised")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     try:
@@ -28,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             lo, _, hi = a.systems.partition("-")
             systems = list(range(int(lo), int(hi or lo) + 1))
         rep = run_eval(a.cases or None, a.investigator, [int(s) for s in a.seeds.split(",") if s], a.scenario,
-                       systems)
+                       systems, a.context)
     except IncidentbookError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

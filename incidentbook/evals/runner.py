@@ -26,6 +26,11 @@ from incidentbook.telemetry.bundle import open_bundle
 
 DEFAULT_SEEDS = (1, 2, 3)
 MISS_RANK = 6
+#: How a case's context is seeded. "first-page": like the incident notebook's `%investigate`,
+#: only the alerts of the first firing notification (the page that opened the incident) plus
+#: the system's services and topology. "storm": every alert the scenario raised.
+CONTEXT_MODES = ("first-page", "storm")
+DEFAULT_CONTEXT = "first-page"
 
 
 @dataclass
@@ -56,6 +61,7 @@ class EvalReport:
     investigator: str
     cases: list[CaseResult]
     model: str = ""
+    context: str = ""  # how the cases' context was seeded (CONTEXT_MODES)
 
     @property
     def ac1(self) -> float:
@@ -99,7 +105,7 @@ class EvalReport:
     def to_dict(self) -> dict[str, Any]:
         """The `eval --json` document."""
         secs = [c.seconds for c in self.cases]
-        return {"investigator": self.investigator, "model": self.model, "cases": [asdict(c) for c in self.cases],
+        return {"investigator": self.investigator, "model": self.model, "context": self.context, "cases": [asdict(c) for c in self.cases],
                 "remediation_rate": self.remediation_rate, "unsafe": self.unsafe_total,
                 "tokens": sum(c.tokens for c in self.cases), "cost_usd": self.cost_usd,
                 "ac1": self.ac1, "ac3": self.ac3, "mean_rank": self.mean_rank,
@@ -147,18 +153,65 @@ def _alerts(bundle_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+def first_page(bundle_dir: str | Path) -> Path | None:
+    """The first firing notification in `<bundle>/alerts/` (what paged the on-call engineer)."""
+    for p in sorted((Path(bundle_dir) / "alerts").glob("*.json")):
+        try:
+            if json.loads(p.read_text(encoding="utf-8")).get("status") == "firing":
+                return p
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
+
+
+def _page_alerts(payload: Path) -> tuple[list[dict[str, Any]], str, str]:
+    """The incident's alerts, service and namespace, as the store records them from one payload."""
+    from incidentbook.intake.alertmanager import parse_alertmanager
+
+    pl = parse_alertmanager(payload.read_bytes())
+    alerts = [{"labels": dict(a.labels), "annotations": dict(a.annotations),
+               "starts_at": a.starts_at.isoformat() if a.starts_at else None} for a in pl.alerts]
+    service = pl.label("service") or pl.label("app") or pl.label("job")
+    return alerts, service, pl.label("namespace")
+
+
+def _notebook_services(alerts: list[dict[str, Any]], service: str, services: Sequence[str],
+                       topology: dict[str, list[str]]) -> list[str]:
+    """Services in the order the notebook's `%investigate` gives them: alerted first, then the rest."""
+    out: list[str] = []
+    for svc in [*(a["labels"].get("service") for a in alerts), service, *services, *topology]:
+        if svc and svc not in out:
+            out.append(svc)
+    return out
+
+
 def context_from_bundle(bundle_dir: str | Path, incident_id: str | None = None,
-                        alerts: list[dict[str, Any]] | None = None) -> InvestigationContext:
-    """The investigation context of a bundle: window, services, topology, alerts, replayed telemetry."""
+                        alerts: list[dict[str, Any]] | None = None,
+                        mode: str | None = None) -> InvestigationContext:
+    """The investigation context of a bundle: window, services, topology, alerts, replayed telemetry.
+
+    `mode` (see CONTEXT_MODES, default DEFAULT_CONTEXT): "first-page" seeds it like the incident
+    notebook from the first firing notification; "storm" gives every alert of the bundle. A
+    bundle without alert notifications falls back to the alerts stored next to it.
+    """
     from incidentbook.telemetry.sources import Telemetry
 
+    mode = mode or DEFAULT_CONTEXT
+    if mode not in CONTEXT_MODES:
+        raise BadInput(f"unknown eval context {mode!r}; use one of: {', '.join(CONTEXT_MODES)}")
     b = open_bundle(bundle_dir)
     m = b.manifest
+    services, namespace = list(b.services), str(m.get("namespace", ""))
+    page = first_page(b.path) if mode == "first-page" and alerts is None else None
+    if page is not None:
+        alerts, service, ns = _page_alerts(page)
+        services = _notebook_services(alerts, service, services, b.topology)
+        namespace = ns or namespace
     return InvestigationContext(
         incident_id=incident_id or Path(bundle_dir).name, alerts=alerts if alerts is not None else _alerts(b.path),
         window_start=m["window"]["start"], window_end=m["window"]["end"],
-        telemetry=Telemetry.from_bundle(b.path), services=b.services, topology=b.topology,
-        namespace=str(m.get("namespace", "")))
+        telemetry=Telemetry.from_bundle(b.path), services=services, topology=b.topology,
+        namespace=namespace)
 
 
 def expected_of(bundle_dir: str | Path) -> tuple[str, bool]:
@@ -181,10 +234,10 @@ def score_case(inv: Investigation, expected: str, is_incident: bool) -> tuple[li
     return ranked, next((i + 1 for i, r in enumerate(ranked) if r == expected), None)
 
 
-def run_case(bundle_dir: str | Path, investigator: Any) -> CaseResult:
-    """Run one investigator over one case and score it."""
+def run_case(bundle_dir: str | Path, investigator: Any, context: str | None = None) -> CaseResult:
+    """Run one investigator over one case and score it (`context`: see CONTEXT_MODES)."""
     expected, is_incident = expected_of(bundle_dir)
-    ctx = context_from_bundle(bundle_dir)
+    ctx = context_from_bundle(bundle_dir, mode=context)
     t0 = time.perf_counter()
     inv = investigator.investigate(ctx)
     secs = time.perf_counter() - t0
@@ -228,28 +281,32 @@ def generate_suite(out_dir: str | Path, seeds: Iterable[int] = DEFAULT_SEEDS,
 
 def generate_systems(out_dir: str | Path, seeds: Iterable[int]) -> list[Path]:
     """Generate one unnamed system variant per seed (other service names, sizes and fault)."""
-    from incidentbook.scenarios import FAULT_KINDS, generate_system
+    from incidentbook.scenarios import RANDOM_FAULT_KINDS, generate_system
 
-    kinds = sorted(FAULT_KINDS)
+    kinds = list(RANDOM_FAULT_KINDS)  # fixed, so a seed keeps its fault kind as kinds are added
     return [Path(generate_system(Path(out_dir) / f"system-{s}", seed=s, fault_kind=kinds[s % len(kinds)]).bundle_dir)
             for s in seeds]
 
 
 def run_eval(cases: list[Path] | None = None, investigator: str = "rules",
              seeds: Iterable[int] = DEFAULT_SEEDS, names: Iterable[str] | None = None,
-             systems: Iterable[int] = ()) -> EvalReport:
+             systems: Iterable[int] = (), context: str | None = None) -> EvalReport:
     """Score `investigator` over `cases`; with none, over the scenario suite at `seeds`.
 
     `systems`: seeds of extra unnamed system variants (other service names and topology, the
     fault kinds in turn) added to the generated suite, to measure on systems never tuned on.
+    `context`: how each case's context is seeded (CONTEXT_MODES; default DEFAULT_CONTEXT).
     """
+    if context is not None and context not in CONTEXT_MODES:
+        raise BadInput(f"unknown eval context {context!r}; use one of: {', '.join(CONTEXT_MODES)}")
     factory = investigators.get(investigator)
     inv = factory() if isinstance(factory, type) else factory
     if cases:
         missing = [str(c) for c in cases if not (Path(c) / "manifest.json").exists()]
         if missing:
             raise BundleError(f"not a bundle: {', '.join(missing)}; give bundle directories holding manifest.json")
-        return EvalReport(investigator, [run_case(c, inv) for c in cases])
+        return EvalReport(investigator, [run_case(c, inv, context) for c in cases], context=context or DEFAULT_CONTEXT)
     with tempfile.TemporaryDirectory(prefix="incidentbook-eval-") as tmp:
         bundles = generate_suite(tmp, seeds, names) + generate_systems(tmp, systems)
-        return EvalReport(investigator, [run_case(b, inv) for b in bundles])
+        return EvalReport(investigator, [run_case(b, inv, context) for b in bundles],
+                          context=context or DEFAULT_CONTEXT)
