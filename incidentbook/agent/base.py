@@ -27,6 +27,7 @@ FAULT_KINDS: dict[str, str] = {
     "feature_flag": "a feature-flag change broke a service",
     "cert_expiry": "a TLS certificate expired or is about to",
     "planned_load": "expected load from a planned event (not a fault)",
+    "disk_full": "a volume or filesystem fills up; writes fail when no space is left",
     "unknown": "not yet explained",
 }
 

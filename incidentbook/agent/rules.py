@@ -35,7 +35,7 @@ from incidentbook.agent.base import (
     Proposal,
     Signal,
 )
-from incidentbook.agent.checks import cache, certs, clients, logs, saturation
+from incidentbook.agent.checks import cache, certs, clients, disk, logs, saturation
 from incidentbook.agent.checks import changes as change_check
 from incidentbook.agent.checks.common import Finding, Probe, baseline_end, first
 from incidentbook.agent.checks.context import explains_load, planned_events
@@ -45,7 +45,7 @@ from incidentbook.telemetry.bundle import iso
 
 #: How much a specific signal says about its fault kind (weights of the evidence, 0..1).
 KIND_WEIGHT = {
-    "cert_expiry": 1.0, "memory_leak": 0.95, "cache_failure": 0.95, "db_pool_exhaustion": 0.85,
+    "cert_expiry": 1.0, "memory_leak": 0.95, "disk_full": 0.95, "cache_failure": 0.95, "db_pool_exhaustion": 0.85,
     "abuse": 0.85, "cpu_throttling": 0.75, "bad_deploy": 0.7, "config_change": 0.7, "feature_flag": 0.7,
     "slow_dependency": 0.5, "unknown": 0.2,
 }
@@ -103,6 +103,7 @@ class RulesInvestigator:
         findings += saturation.check_pools(p, cut)
         findings += cache.check_cache(p, cut)
         findings += certs.check_certs(p, cut)
+        findings += disk.check_disks(p, cut)
         findings += _rate_limiting(red)
         failing = [f for f in findings if f.signal in FAILURE_SIGNALS]
         findings += clients.check_clients_metrics(p, cut, first(f.onset for f in failing))
@@ -270,6 +271,8 @@ class RulesInvestigator:
                             summary=f"a {m.kind} on {svc} just before the onset can explain the {sk.replace('_', ' ')}",
                             source="changes"))
                     c.evidence_for.append(change_check.change_evidence(m))
+                    if "disk_full" in kinds:  # what made the disk fill is evidence for the fill, too
+                        cand(svc, "disk_full").evidence_for.append(change_check.change_evidence(m))
                     c.evidence_for += [f.evidence for f in generic]
                     c.signals += [Signal(f.signal, svc, "cause", iso(f.onset) if f.onset is not None else None,
                                          f.evidence.query) for f in generic]
@@ -444,6 +447,7 @@ _STATEMENTS = {
     "config_change": "{svc}: a configuration change broke it",
     "feature_flag": "{svc}: a feature-flag change broke it",
     "cert_expiry": "{svc}: its TLS certificate expired; callers fail the handshake",
+    "disk_full": "{svc}: its disk is filling up (or full); writes fail when no space is left",
     "unknown": "{svc}: failing, cause not yet explained",
 }
 
@@ -470,6 +474,9 @@ _CONFIRM = {
                      "database queries per second from the flagged service"),
     "cert_expiry": ('probe_ssl_earliest_cert_expiry{{service="{svc}"}} - time()',
                     "seconds until (negative: since) the certificate expiry"),
+    "disk_full": ('min by (persistentvolumeclaim) (kubelet_volume_stats_available_bytes{{service="{svc}"}} / '
+                  'kubelet_volume_stats_capacity_bytes{{service="{svc}"}})',
+                  "free share of each volume: how fast is it falling?"),
     "unknown": ('sum by (code) (rate(http_requests_total{{service="{svc}"}}[5m]))', "responses by code"),
 }
 
@@ -483,7 +490,7 @@ def _proposals(hid: str, c: _Candidate, window: tuple[str, str] | None = None) -
                         code=f'%promql sum by (code) (rate(http_requests_total{{service="{c.service}"}}[5m]))\n',
                         rationale="refute: if the error mix did not change at the onset, look elsewhere",
                         hypothesis=hid))
-    if c.kind in ("bad_deploy", "config_change", "feature_flag") and window:
+    if c.kind in ("bad_deploy", "config_change", "feature_flag", "disk_full") and window:
         code = ("# recent changes on " + c.service + "\n"
                 "from incidentbook.config import load_config\n"
                 "from incidentbook.telemetry.sources import Telemetry\n"

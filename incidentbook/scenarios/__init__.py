@@ -18,9 +18,9 @@ from incidentbook.scenarios.catalog import (
     get_scenario,
     list_scenarios,
 )
-from incidentbook.scenarios.faults import FAULT_KINDS, REMEDIATION
+from incidentbook.scenarios.faults import FAULT_KINDS, RANDOM_FAULT_KINDS, REMEDIATION
 
 __all__ = [
-    "DEFAULT_SCENARIO", "FAULT_KINDS", "GROUP_BY", "REMEDIATION", "RULES_FILE", "Alert", "GeneratedScenario",
+    "DEFAULT_SCENARIO", "FAULT_KINDS", "GROUP_BY", "RANDOM_FAULT_KINDS", "REMEDIATION", "RULES_FILE", "Alert", "GeneratedScenario",
     "ScenarioInfo", "evaluate_alerts", "generate", "generate_system", "get_scenario", "list_scenarios", "load_rules",
 ]

@@ -300,6 +300,12 @@ def _expr_values(ev: Evaluator, alert: str) -> Vec:
         metric = "probe_success" if alert == "BlackboxProbeFailed" else "up"
         return _keep({tuple(sorted(lab.items())): v for lab, v in ev.instant(sel(metric, namespace="shop"))},
                      lambda v: v == 0)
+    if alert == "DiskFillingUp":
+        avail = {tuple(sorted(lab.items())): v
+                 for lab, v in ev.instant(sel("kubelet_volume_stats_available_bytes", namespace="shop"))}
+        cap = {tuple(sorted(lab.items())): v
+               for lab, v in ev.instant(sel("kubelet_volume_stats_capacity_bytes", namespace="shop"))}
+        return _keep(_ratio(avail, cap), lambda v: v < 0.15)
     if alert == "QueueBacklog":
         return _keep(ev.sum_by(ev.instant(sel("rabbitmq_queue_messages_ready", namespace="shop")), NS + ("queue",)),
                      lambda v: v > 1000)

@@ -16,7 +16,7 @@ from incidentbook.scenarios.alerts import (
     evaluate_alerts,
     write_notifications,
 )
-from incidentbook.scenarios.faults import FAULT_KINDS, REMEDIATION, eligible_targets
+from incidentbook.scenarios.faults import FAULT_KINDS, RANDOM_FAULT_KINDS, REMEDIATION, eligible_targets
 from incidentbook.scenarios.logs import generate_context, generate_events, generate_logs
 from incidentbook.scenarios.metrics import render_series, series_frame
 from incidentbook.scenarios.run import simulate
@@ -90,6 +90,8 @@ _SCENARIOS = [
                  "traffic drops to zero", "payments", "cert_expiry"),
     ScenarioInfo("marketing-launch", "the planned spring-sale launch more than doubles traffic and CPU; errors "
                  "stay low (not an incident)", "frontend", "planned_load", is_incident=False),
+    ScenarioInfo("disk-filling-up", "a config change breaks WAL archiving on the database; WAL fills its volume "
+                 "until writes fail with 'No space left on device' and callers return 5xx", "postgres", "disk_full"),
 ]
 
 #: The scenario `incidentbook demo` runs by default.
@@ -145,6 +147,9 @@ def _remediation(sim: Sim) -> dict[str, Any]:
         rem["detail"] = "restore maxmemory 4gb in the redis config and restart the primary"
     elif f.kind == "config_change":
         rem["detail"] = f"restore the upstream timeout for {sim.notes['callee']}"
+    elif f.kind == "disk_full":
+        rem["detail"] = (f"restore archive_command in the {f.target} config so WAL is archived and recycled; "
+                         f"expand {sim.notes['disk']['pvc']} if it must take writes before that")
     elif action == "flag_off":
         rem["flag"] = sim.notes["flag"]
     elif action == "block_clients":
@@ -226,7 +231,7 @@ def generate_system(out_dir: str | Path, seed: int = 0, fault_kind: str | None =
     """Generate an unnamed variant: other service names and sizes, fault kind and target from `seed`."""
     rng = np.random.default_rng([seed, 3])
     if fault_kind is None:
-        fault_kind = str(rng.choice(sorted(FAULT_KINDS)))
+        fault_kind = str(rng.choice(list(RANDOM_FAULT_KINDS)))
     elif fault_kind not in FAULT_KINDS:
         raise NotFound(f"unknown fault kind {fault_kind!r}; known: {', '.join(sorted(FAULT_KINDS))}")
     system = random_system(seed)

@@ -27,7 +27,17 @@ FAULT_KINDS: dict[str, str] = {
                    "own traffic drops",
     "planned_load": "not a fault: a planned marketing launch raises traffic and CPU while "
                     "errors stay within budget; context explains it",
+    "disk_full": "a config change breaks the database's WAL archiving; WAL piles up on its volume "
+                 "until the disk is full and writes fail, so its callers return 5xx",
 }
+
+#: The fault kinds `generate_system` picks from when none is given (and evals rotate through for
+#: unnamed systems): fixed, so that a seed keeps generating the same system and fault as kinds
+#: are added to FAULT_KINDS.
+RANDOM_FAULT_KINDS: tuple[str, ...] = (
+    "abuse", "bad_deploy", "cache_failure", "cert_expiry", "config_change", "cpu_throttling",
+    "db_pool_exhaustion", "feature_flag", "memory_leak", "planned_load", "slow_dependency",
+)
 
 #: The remediation that fixes each fault kind (the `remediation.action` of the ground truth).
 REMEDIATION: dict[str, str] = {
@@ -42,6 +52,7 @@ REMEDIATION: dict[str, str] = {
     "feature_flag": "flag_off",
     "cert_expiry": "renew_cert",
     "planned_load": "none",
+    "disk_full": "config_revert",
 }
 
 REMEDIATION_ACTIONS = ("rollout_undo", "scale", "restart", "flag_off", "config_revert",
@@ -59,6 +70,8 @@ def eligible_targets(system: System, kind: str) -> list[str]:
         return system.of_kind("gateway")
     if kind == "planned_load":
         return system.of_kind("edge")
+    if kind == "disk_full":
+        return system.of_kind("db")
     if kind in ("db_pool_exhaustion", "feature_flag"):
         pref = [system.role("inventory"), system.role("catalog")]
         if kind == "feature_flag":

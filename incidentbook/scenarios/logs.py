@@ -132,6 +132,18 @@ def _service_line(sim: Sim, name: str, lang: str, i: int, ts: float, is_err: boo
     if svc.kind == "db":
         pid = int(rng.integers(1000, 30000))
         t = pd.Timestamp(ts, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+        disk = sim.notes.get("disk")
+        if f.kind == "disk_full" and name == f.target and disk and i >= f.onset:
+            if i >= disk["full_at"] and (is_err or rng.random() < 0.5):
+                return (f'{t} [{pid}] PANIC:  could not write to file "pg_wal/xlogtemp.{pid}": '
+                        "No space left on device")
+            if rng.random() < 0.4:
+                seg = f"pg_wal/000000010000002A000000{int(rng.integers(16, 255)):02X}"
+                return (f"{t} [{pid}] LOG:  archive command failed with exit code 1" if rng.random() < 0.5 else
+                        f"{t} [{pid}] DETAIL:  The failed archive command was: "
+                        f"{disk['archive_command'].replace('%p', seg)}")
+            if rng.random() < 0.3:
+                return f"{t} [{pid}] WARNING:  archiving write-ahead log file failed too many times, will try again later"
         if float(sim.db_lat[i]) > 0.03 or is_err:
             return f"{t} [{pid}] LOG:  duration: {dur * 1000 * 8:.3f} ms  statement: {rng.choice(SQL)}"
         return f"{t} [{pid}] LOG:  checkpoint complete: wrote {int(rng.integers(50, 900))} buffers; distance={int(rng.integers(100, 9000))} kB"

@@ -8,6 +8,7 @@
 - kube-state-metrics: `kube_pod_container_status_restarts_total`,
   `kube_pod_container_status_last_terminated_reason`, `kube_pod_container_resource_limits`.
 - redis_exporter, postgres_exporter, rabbitmq, blackbox_exporter, and `up`.
+- kubelet: `kubelet_volume_stats_{available,capacity}_bytes` of the stateful services' volumes.
 
 Every series carries `namespace`, `service` and (except blackbox probes) `pod`; a container restart
 keeps the pod name and resets the pod's counters; a rollout brings new pod names.
@@ -230,7 +231,39 @@ def render_series(sim: Sim) -> list[Series]:
         any_up = np.sum([p.serving(T) for p in sim.pods[name]], axis=0) > 0
         ok = any_up & (sim.t < exp)
         out.add("probe_success", lab, ok.astype(float))
+    _render_volumes(sim, out)
     return out.series
+
+
+GIB = 1024.0 ** 3
+
+
+def _render_volumes(sim: Sim, out: _Out) -> None:
+    """kubelet volume stats of the stateful services' data volumes (their own random stream)."""
+    rng = np.random.default_rng([int(sim.t[0]) % 2**31, len(sim.t), 47])
+    T, ns, f = sim.T, sim.system.namespace, sim.fault
+    disk = sim.notes.get("disk") or {}
+    for name, svc in sim.system.services.items():
+        if svc.kind not in ("db", "queue", "cache"):
+            continue
+        p0 = sim.pods[name][0]
+        cap = float(rng.choice([20, 50, 100])) * GIB
+        free = cap * float(rng.uniform(0.4, 0.7))
+        # logs and table growth: a slow, steady fill with small wobbles (vacuum, log rotation)
+        steady = cap * float(rng.uniform(0.0005, 0.002)) / 3600 * STEP_S * np.arange(T)
+        wobble = np.cumsum(rng.normal(0, cap * 2e-5, T))
+        avail = free - steady + wobble
+        if name == f.target and f.kind == "disk_full" and disk:
+            cap = float(disk["capacity_gib"]) * GIB
+            avail = cap * float(disk["free_share"]) - steady + wobble
+            o, full = f.onset, int(disk["full_at"])
+            per_step = avail[o] / max(full - o, 1)
+            avail = avail - per_step * np.clip(np.arange(T) - o, 0, None)
+        avail = np.clip(np.floor(avail / 4096) * 4096, cap * 2e-5, cap)
+        live = np.where(p0.alive(T), 1.0, np.nan)
+        lab = {"namespace": ns, "service": name, "persistentvolumeclaim": f"data-{p0.name}"}
+        out.add("kubelet_volume_stats_capacity_bytes", lab, live * cap)
+        out.add("kubelet_volume_stats_available_bytes", lab, live * avail)
 
 
 def series_frame(series: list[Series], t: np.ndarray) -> pd.DataFrame:

@@ -141,6 +141,22 @@ def simulate(system: System, fault: FaultSpec, t: np.ndarray, seed: int) -> Sim:
         for c in system.callers(X):
             mods.edge_fail[(c, X)] = np.where(np.arange(T) >= o, 1.0, 0.0)
         notes["expiry"] = float(t[o])
+    elif kind == "disk_full":
+        # A config change breaks WAL archiving: segments are kept until archived, so the data
+        # volume fills at the write rate; once it is full, writes fail and callers see 5xx.
+        script = str(rng.choice(["/opt/pg/archive-wal.sh %p", "wal-g wal-push --config /etc/wal-g/s3.yaml %p",
+                                 "pgbackrest --stanza=main archive-push %p"]))
+        changes.append({"timestamp": ts(o - 1), "service": X, "kind": "config",
+                        "description": f"{X}: archive_command 'wal-g wal-push %p' -> '{script}'",
+                        "author": str(rng.choice(AUTHORS)),
+                        "details": {"configmap": f"{X}-config", "key": "postgresql.conf archive_command",
+                                    "from": "wal-g wal-push %p", "to": script,
+                                    "ticket": f"OPS-{int(rng.integers(1000, 4000))}"}})
+        free0 = float(p.get("free_share", rng.uniform(0.32, 0.45)))
+        full_at = o + max(int((T - o) * float(p.get("fill_share", rng.uniform(0.55, 0.65)))), 4)
+        mods.own_err[X] = ramp(T, full_at, 2, float(p.get("write_errors", rng.uniform(0.3, 0.45))))
+        notes["disk"] = {"capacity_gib": 100, "free_share": free0, "full_at": full_at,
+                         "pvc": f"data-{X}-0", "archive_command": script}
     elif kind == "planned_load":
         mods.entry_mult = 1 + ramp(T, o, 20, float(p.get("factor", rng.uniform(1.4, 1.8))))
         for k, svc in enumerate([system.role("frontend"), gw, system.role("catalog")]):
