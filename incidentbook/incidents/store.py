@@ -360,7 +360,10 @@ class Store:
                              "receiver": payload.receiver}, now)
         row.updated = now
 
-        existing = {a.fingerprint: a for a in s.scalars(select(AlertRow).where(AlertRow.incident_id == row.id))}
+        # Only this notification's alerts: an incident in an alert storm holds thousands.
+        keys = sorted({a.key for a in payload.alerts})
+        existing = {a.fingerprint: a for a in s.scalars(
+            select(AlertRow).where(AlertRow.incident_id == row.id, AlertRow.fingerprint.in_(keys)))}
         new: list[str] = []
         updated: list[str] = []
         resolved: list[str] = []
@@ -402,7 +405,9 @@ class Store:
             else:
                 unchanged.append(key)
 
-        firing_now = sum(1 for r in existing.values() if r.status == "firing")
+        s.flush()
+        firing_now = int(s.execute(select(func.count()).select_from(AlertRow).where(
+            AlertRow.incident_id == row.id, AlertRow.status == "firing")).scalar_one())
         what = f"{alertname} ({service})" if service else alertname
         arrived = [k for k in new if k not in resolved] + updated
         if arrived:
