@@ -31,7 +31,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from incidentbook.errors import BadInput
-from incidentbook.postmortems.draft import investigation_state, looks_like_hypothesis_id, resolve_root_cause
+from incidentbook.postmortems.draft import (
+    investigation_state,
+    looks_like_hypothesis_id,
+    resolve_root_cause,
+)
 from incidentbook.proposals import PROPOSAL_MIME, proposal_id_of, proposal_source, source_hash
 
 Fate = Literal["verbatim", "edited", "ignored", "refuted", "pending"]

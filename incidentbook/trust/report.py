@@ -8,6 +8,7 @@ The `show_*` functions are what those cells call; they work in any notebook.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -98,39 +99,38 @@ def fates_frame(ledger: Ledger) -> Any:
 
 
 _NO_SOURCE = "(the run source is not in the incident notebook; only its hash is known)"
+_NO_EDITS = "No proposal was edited before it was run."
 _DIFF_COLOURS = {"+": "#e6ffec", "-": "#ffebe9", "@": "#ddf4ff"}
+
+
+def _edit_heading(p: Any) -> tuple[str, str]:
+    return (f"{p.incident_id} {p.proposal_id}",
+            f"({_label(p.investigator, p.model)}, {p.kind}, run by {p.who or 'someone'}): {p.title}")
 
 
 def edits_markdown(ledger: Ledger) -> str:
     """Markdown: each edited proposal with the diff from what was proposed to what was run."""
-    edited = ledger.edited()
-    if not edited:
-        return "_No proposal was edited before it was run._"
     out = []
-    for p in edited:
-        head = (f"**{p.incident_id} {p.proposal_id}** ({_label(p.investigator, p.model)}, {p.kind}, "
-                f"run by {p.who or 'someone'}): {html.escape(p.title)}")
-        out.append(f"{head}\n\n```diff\n{p.diff or _NO_SOURCE}\n```")
-    return "\n\n".join(out)
+    for p in ledger.edited():
+        name, rest = _edit_heading(p)
+        out.append(f"**{name}** {html.escape(rest)}\n\n```diff\n{p.diff or _NO_SOURCE}\n```")
+    return "\n\n".join(out) or f"_{_NO_EDITS}_"
 
 
 def edits_html(ledger: Ledger) -> str:
     """HTML: the same as `edits_markdown`, with added and removed lines coloured."""
-    edited = ledger.edited()
-    if not edited:
-        return "<p><em>No proposal was edited before it was run.</em></p>"
     out = []
-    for p in edited:
+    for p in ledger.edited():
+        name, rest = _edit_heading(p)
         lines = []
         for line in (p.diff or _NO_SOURCE).splitlines():
             bg = "" if line.startswith(("+++", "---")) else _DIFF_COLOURS.get(line[:1], "")
             style = f' style="background:{bg}"' if bg else ""
             lines.append(f"<div{style}>{html.escape(line) or '&nbsp;'}</div>")
-        out.append(f"<p><b>{html.escape(p.incident_id)} {html.escape(p.proposal_id)}</b> "
-                   f"({html.escape(_label(p.investigator, p.model))}, {p.kind}, run by {html.escape(p.who or 'someone')}): "
-                   f"{html.escape(p.title)}</p><pre style=\"font-family:ui-monospace,monospace;font-size:12px;line-height:1.4;padding:6px;"
-                   f"border:1px solid #d0d7de;border-radius:4px\">{''.join(lines)}</pre>")
-    return "\n".join(out)
+        out.append(f"<p><b>{html.escape(name)}</b> {html.escape(rest)}</p><pre style=\"font-family:ui-monospace,"
+                   "monospace;font-size:12px;line-height:1.4;padding:6px;border:1px solid #d0d7de;border-radius:4px\">"
+                   f"{''.join(lines)}</pre>")
+    return "\n".join(out) or f"<p><em>{_NO_EDITS}</em></p>"
 
 
 def wrong_frame(ledger: Ledger) -> Any:
@@ -261,7 +261,8 @@ def execute_report(nb: nbformat.NotebookNode, cwd: Path, kernel_name: str = "pyt
     try:
         client.execute()
     except CellExecutionError as e:
-        first = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # tracebacks carry terminal colours
+        first = text.splitlines()[-1][:200] if text else type(e).__name__
         raise ReportFailed(f"the trust report notebook failed while running: {first}; "
                            "open it to see the cell, or pass --no-execute") from None
     except Exception as e:  # kernel missing or dead: the unexecuted notebook is still useful

@@ -7,25 +7,12 @@ from typing import Any
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from tests.kernel_ext.incident_fixture import WINDOW, make_bundle, open_incident, write_config
+from tests.kernel_ext.conftest import home  # noqa: F401  (the isolated home fixture)
+from tests.kernel_ext.incident_fixture import WINDOW, make_bundle, open_incident
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An isolated incidentbook home with a config file, as the working directory."""
-    h = tmp_path / "home"
-    h.mkdir()
-    write_config(h)
-    monkeypatch.setenv("INCIDENTBOOK_HOME", str(h))
-    monkeypatch.setenv("USER", "alice")
-    monkeypatch.delenv("JUPYTERHUB_USER", raising=False)
-    monkeypatch.delenv("INCIDENTBOOK_HEADLESS", raising=False)
-    monkeypatch.chdir(h)
-    return h
-
-
-@pytest.fixture
-def bound(home: Path, tmp_path: Path) -> Iterator[Any]:
+def bound(home: Path, tmp_path: Path) -> Iterator[Any]:  # noqa: F811
     """A real IPython shell with the extension, bound to a fresh incident replaying a bundle."""
     bundle = make_bundle(tmp_path / "bundle")
     incident_id = open_incident(home)

@@ -67,9 +67,9 @@ def test_trust_report_writes_an_executed_notebook(workspace: Path, tmp_path: Pat
     assert "claude (m1)" in shown and "rules" in shown and "50%" in shown
 
 
-def test_trust_bad_input_is_one_line(workspace: Path) -> None:
-    for args in (("ledger", "--since", "last week"), ("report", "--out", "review.html", "--no-execute")):
-        r = cli(workspace, *args)
+def test_trust_bad_input_is_one_line(home: Path) -> None:
+    for args, hint in ((("ledger", "--since", "last week"), "YYYY-MM-DD"),
+                       (("report", "--out", "review.html", "--no-execute"), ".ipynb")):
+        r = cli(home, *args)
         assert r.returncode == 2, r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
-    assert "YYYY-MM-DD" in cli(workspace, "ledger", "--since", "last week").stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr and hint in r.stderr

@@ -15,7 +15,15 @@ from incidentbook.incidents import Store
 from incidentbook.postmortems import close_incident
 from incidentbook.proposals import PROPOSAL_MIME, proposal_bundle, proposal_source
 from incidentbook.trust import build_ledger, notebook_ledger
-from tests.trust.timelines import hypothesis, investigate, open_incident, proposal, run, verdict, write_notebook
+from tests.trust.timelines import (
+    hypothesis,
+    investigate,
+    open_incident,
+    proposal,
+    run,
+    verdict,
+    write_notebook,
+)
 
 
 @pytest.fixture

@@ -69,3 +69,14 @@ def test_ledger_and_report_of_a_live_session(bound: Any, home: Path) -> None:
     assert "4 proposals" in text and "67%" in text  # summary and the rates table
     assert "-%promql sum by (pod, code)" in text and "+%promql sum by (code)" in text  # the edited diff
     assert "payments error ratio flat" in text  # the refuted hypothesis and its reason
+
+
+def test_a_failing_report_cell_is_one_line(tmp_path: Path) -> None:
+    import pytest
+
+    from incidentbook.trust.report import ReportFailed, build_report, execute_report
+
+    with pytest.raises(ReportFailed) as err:
+        execute_report(build_report("gone.json"), tmp_path)
+    msg = str(err.value)
+    assert "gone.json is missing" in msg and "\n" not in msg and "\x1b" not in msg
