@@ -285,6 +285,13 @@ def generate_events(sim: Sim) -> list[dict[str, Any]]:
             f"Successfully assigned batch/{job} to {node}", namespace="batch")
         for p in sim.pods[f.target]:
             p.node = node
+    if f.kind == "disk_full" and sim.notes.get("disk"):
+        # PANIC on a full pg_wal: postgres restarts into crash recovery and stays unready
+        full = int(sim.notes["disk"]["full_at"])
+        pod = sim.pods[f.target][0].name
+        add(full + 1, "Pod", pod, "Warning", "Unhealthy",
+            "Readiness probe failed: psql: error: connection to server on socket \"/var/run/postgresql/.s.PGSQL.5432\" "
+            "failed: FATAL:  the database system is in recovery mode", count=int(rng.integers(4, 15)))
     if f.kind == "cache_failure":
         add(f.onset, "Pod", sim.pods[f.target][0].name, "Warning", "Unhealthy",
             "Liveness probe failed: Could not connect to Redis at 127.0.0.1:6379: Connection refused")

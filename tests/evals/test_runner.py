@@ -10,7 +10,7 @@ from incidentbook.agent.base import Hypothesis, Investigation
 from incidentbook.errors import BadInput, BundleError
 from incidentbook.evals import EvalReport, run_eval, score_case
 from incidentbook.evals.__main__ import main
-from incidentbook.evals.runner import CaseResult, expected_of
+from incidentbook.evals.runner import CaseResult, context_from_bundle, expected_of, first_page
 from incidentbook.scenarios import generate, get_scenario
 
 
@@ -65,6 +65,26 @@ def test_cli_runs_given_cases_and_prints_json(tmp_path, capsys):
     case = doc["cases"][0]
     assert case["expected"] == f"{g.ground_truth['root_cause_service']}:{info.fault_kind}"
     assert case["rank"] == 1 and doc["ac1"] == 1.0
+
+
+def test_first_page_context_holds_only_the_page_that_opened_the_incident(tmp_path, capsys):
+    g = generate("kv-cache-break", tmp_path / "kv", seed=0, duration="2h")
+    page = first_page(g.bundle_dir)
+    firing = [p for p in g.payloads if json.loads(p.read_text())["status"] == "firing"]
+    assert page == firing[0]  # what `incidentbook demo` ingests
+    paged = json.loads(page.read_text())["alerts"]
+    ctx = context_from_bundle(g.bundle_dir)  # first-page is the default, like %investigate
+    assert [a["labels"] for a in ctx.alerts] == [a["labels"] for a in paged]
+    svc = paged[0]["labels"]["service"]
+    assert ctx.services[0] == svc and sorted(ctx.services) == sorted(g.manifest["services"])
+    storm = context_from_bundle(g.bundle_dir, mode="storm")
+    names = {(a["labels"]["alertname"], a["labels"].get("service")) for a in storm.alerts}
+    assert len(names) > len({(a["labels"]["alertname"], a["labels"].get("service")) for a in ctx.alerts})
+    with pytest.raises(BadInput, match="first-page"):
+        context_from_bundle(g.bundle_dir, mode="everything")
+    assert main([str(g.bundle_dir), "--context", "storm", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["context"] == "storm" and doc["cases"][0]["rank"] == 1
 
 
 @pytest.mark.slow

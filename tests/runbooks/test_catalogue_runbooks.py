@@ -179,3 +179,13 @@ def test_traffic_anomaly_checks_the_planned_events_first(tmp_path: Path, scenari
     rps = evidence(nb)["Requests per second"]
     assert rps["worst"] > 1.3 * rps["before"], rps
     assert any(p["source"].lstrip().splitlines()[-1].startswith("%note") for p in proposals(nb))
+
+
+def test_disk_filling_up_shows_the_volume_filling_and_hours_left(tmp_path: Path, scenarios: Any) -> None:
+    name, nb = run(tmp_path, scenarios("disk-filling-up"), "DiskFillingUp", "postgres")
+    assert name == "disk_filling_up"
+    ev = evidence(nb)
+    free = ev["Volume free space (share)"]
+    assert free["before"] > 0.3 and free["worst"] < 0.15, free
+    assert ev["Fill rate (bytes per hour)"]["worst"] > 10 * 1024 ** 3
+    assert "archive_command" in text(nb)  # the config change that stopped WAL archiving

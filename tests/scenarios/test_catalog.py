@@ -22,7 +22,7 @@ from incidentbook.scenarios.faults import REMEDIATION_ACTIONS, eligible_targets
 from incidentbook.scenarios.topology import shop_system
 from incidentbook.telemetry.bundle import open_bundle
 
-from .helpers import ALL_NAMES, service_rate
+from .helpers import ALL_NAMES, series_frame, service_rate
 
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -181,3 +181,32 @@ def test_random_system_variant(tmp_path):
     assert gt["fault_kind"] not in b.manifest["source"]
     with pytest.raises(NotFound):
         generate_system(tmp_path / "x", fault_kind="meteor_strike")
+
+
+def _free_share(b, service: str) -> pd.Series:
+    avail = series_frame(b.metrics, "kubelet_volume_stats_available_bytes", service=service)
+    cap = series_frame(b.metrics, "kubelet_volume_stats_capacity_bytes", service=service)
+    return avail.set_index("timestamp")["value"] / cap.set_index("timestamp")["value"]
+
+
+def test_disk_filling_up_fills_the_database_volume_until_writes_fail(generated):
+    g = generated("disk-filling-up")
+    b = open_bundle(g.bundle_dir)
+    onset = pd.Timestamp(g.ground_truth["onset"])
+    free = _free_share(b, "postgres")
+    assert free[free.index < onset].min() > 0.3 and free.iloc[-1] < 0.01, free.describe()
+    # the first page is the full-disk warning on the database, before the callers fail
+    first = json.loads(g.payloads[0].read_text())["alerts"][0]["labels"]
+    assert (first["alertname"], first["service"]) == ("DiskFillingUp", "postgres")
+    assert any(a.labels["alertname"] == "HighErrorRate" and a.labels["service"] == "inventory" for a in g.alerts)
+    assert any("archive_command" in c["description"] and c["service"] == "postgres" for c in b.changes)
+    pg = [r["line"] for r in b.logs if r["labels"]["service"] == "postgres"]
+    assert any("No space left on device" in line for line in pg) and any("archive command failed" in line for line in pg)
+
+
+def test_other_scenarios_keep_their_volumes_healthy(generated):
+    b = open_bundle(generated("kv-cache-break").bundle_dir)
+    for svc in ("postgres", "kv-cache", "queue"):
+        free = _free_share(b, svc)
+        assert free.min() > 0.3 and free.iloc[0] - free.iloc[-1] < 0.02, svc
+    assert not any(a.labels["alertname"] == "DiskFillingUp" for a in generated("kv-cache-break").alerts)

@@ -41,7 +41,7 @@ def _prom_truth(prom, expr: str, start: float, end: float) -> dict[str, np.ndarr
     return out
 
 
-@pytest.mark.parametrize("name", ["kv-cache-break", "memory-leak"])
+@pytest.mark.parametrize("name", ["kv-cache-break", "memory-leak", "disk-filling-up"])
 def test_rules_fire_the_same_in_real_prometheus(tmp_path, name):
     from tests.support.promserver import start_prometheus
 
