@@ -304,7 +304,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             else f"the scenario suite at seeds {','.join(map(str, seeds))}")
     print(f"evaluating investigator {args.investigator!r} on {what} ...", file=sys.stderr)
     try:
-        report = run_eval([Path(c) for c in args.cases] or None, args.investigator, seeds, args.scenario)
+        report = run_eval([Path(c) for c in args.cases] or None, args.investigator, seeds, args.scenario,
+                          context=args.context)
     except NotConfigured as e:
         # An investigator that is not configured here (e.g. claude without an API key) is
         # skipped, with the reason, rather than failing the whole eval run.
@@ -777,6 +778,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--investigator", default="rules", metavar="NAME", help="investigator to score (default: rules)")
     p.add_argument("--seeds", metavar="N,N,…", help="seeds for the generated suite (default: the built-in seeds)")
     p.add_argument("--scenario", action="append", metavar="NAME", help="only this scenario (repeatable)")
+    p.add_argument("--context", choices=("first-page", "storm"), default=None,
+                   help="first-page (default): each case sees only the page that opened its incident, like "
+                        "%%investigate in the notebook; storm: every alert the case raised")
     p.add_argument("--model", metavar="MODEL", help="model for a model-backed investigator (with --compare: for B)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),
                    help="two investigators side by side on the same cases, e.g. rules claude:claude-sonnet-4-6")
