@@ -59,7 +59,7 @@ def acceptance_figure(ledger: Ledger) -> Any:
                            showarrow=False, yshift=12, font={"size": 12})
     fig.update_layout(title="Proposals by fate, per investigator and model", barmode="stack", height=360,
                       margin={"l": 40, "r": 10, "t": 50, "b": 30}, legend={"orientation": "h", "y": -0.15},
-                      template="plotly_white", yaxis_title="proposals")
+                      showlegend=True, template="plotly_white", yaxis_title="proposals")
     return fig
 
 
@@ -172,7 +172,9 @@ def show_summary(ledger: Ledger) -> None:
         f"**{_plural(t['incidents'], 'incident')}** ({scope}), **{_plural(t['proposals'], 'proposal')}**: "
         f"{t['verbatim']} run verbatim, {t['edited']} edited then run, {t['ignored']} ignored, "
         f"{t['refuted']} left because their hypothesis was refuted, {t['pending']} still pending in open incidents. "
-        f"Acceptance rate: **{_pct(t['acceptance_rate'])}**. Ledger built {ledger.generated}."))
+        + (f"Acceptance rate: **{_pct(t['acceptance_rate'])}**." if t["acceptance_rate"] is not None
+         else "No proposal has been run or left in a closed incident yet, so there is no acceptance rate.")
+        + f" Ledger built {ledger.generated}."))
 
 
 def show_rates(ledger: Ledger) -> None:
