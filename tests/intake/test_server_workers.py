@@ -84,6 +84,7 @@ def _wait(fn: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 def test_kill9_during_a_runbook_resumes_it_after_restart_and_it_completes_once(tmp_path: Path) -> None:
     home = tmp_path / "ws"
     _notebook(home / "runbooks" / "slow.ipynb",

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import requests
 
 from incidentbook.incidents import Store
@@ -39,6 +40,7 @@ def _drain(url: str, kinds: tuple[str, ...] = ("alert",), timeout: float = 60.0)
     raise AssertionError(f"queue not drained after {timeout}s: {q}")
 
 
+@pytest.mark.slow
 def test_storm_with_kill9_mid_storm_accounts_for_every_alert_once(tmp_path: Path) -> None:
     plan = storm_plan(ALERTS, clusters=CLUSTERS)
     server = make_serve(tmp_path / "ws", _toml(plan.topology)).start()
