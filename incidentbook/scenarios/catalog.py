@@ -16,7 +16,12 @@ from incidentbook.scenarios.alerts import (
     evaluate_alerts,
     write_notifications,
 )
-from incidentbook.scenarios.faults import FAULT_KINDS, RANDOM_FAULT_KINDS, REMEDIATION, eligible_targets
+from incidentbook.scenarios.faults import (
+    FAULT_KINDS,
+    RANDOM_FAULT_KINDS,
+    REMEDIATION,
+    eligible_targets,
+)
 from incidentbook.scenarios.logs import generate_context, generate_events, generate_logs
 from incidentbook.scenarios.metrics import render_series, series_frame
 from incidentbook.scenarios.run import simulate
