@@ -289,7 +289,6 @@ def run_runbook(
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
-    from papermill.execute import raise_for_execution_errors
 
     _ensure_runnable(runbook, kernel_name)
     output_path = Path(output_path).resolve()
@@ -321,6 +320,16 @@ def run_runbook(
         ename, evalue = _describe_interruption(e, cell_timeout_s)
         log.warning("runbook %s stopped: %s: %s", runbook.name, ename, evalue)
     duration = time.monotonic() - started
+
+    return finish_run(runbook, params, output_path, ename, evalue, interrupted, duration)
+
+
+def finish_run(runbook: Runbook, params: Mapping[str, Any], output_path: Path, ename: str, evalue: str,
+               interrupted: bool, duration: float) -> RunResult:
+    """After papermill (cold or warm kernel): keep the partial notebook, mark where it stopped,
+    materialise proposals, stamp the metadata and say what happened."""
+    from papermill.exceptions import PapermillExecutionError
+    from papermill.execute import raise_for_execution_errors
 
     if output_path.is_file():
         nb = nbformat.read(str(output_path), as_version=4)

@@ -25,19 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from incidentbook.errors import RunbookError
-from incidentbook.proposals import HEADLESS_ENV, materialize_proposals
+from incidentbook.proposals import HEADLESS_ENV
 from incidentbook.runner.execute import (
     RunResult,
     _describe_interruption,
     _ensure_runnable,
-    _error_output,
-    _failing_cell,
-    _mark_interrupted,
-    _stamp,
-    _write,
+    finish_run,
 )
 from incidentbook.runner.registry import Runbook
 
@@ -281,7 +275,6 @@ def run_runbook_warm(pool: KernelPool, runbook: Runbook, parameters: Mapping[str
     """`run_runbook` in a kernel from `pool`: papermill parameterises and executes the notebook."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
-    from papermill.execute import raise_for_execution_errors
 
     _ensure_runnable(runbook, pool.kernel_name)
     output_path = Path(output_path).resolve()
@@ -315,24 +308,4 @@ def run_runbook_warm(pool: KernelPool, runbook: Runbook, parameters: Mapping[str
         pool.discard(wk)
     duration = time.monotonic() - started
 
-    if output_path.is_file():
-        nb = nbformat.read(str(output_path), as_version=4)
-    else:
-        nb = nbformat.read(str(runbook.path), as_version=4)
-    if interrupted:
-        _mark_interrupted(nb, ename, evalue)
-        try:
-            raise_for_execution_errors(nb, str(output_path))
-        except PapermillExecutionError:
-            nb = nbformat.read(str(output_path), as_version=4)
-    materialize_proposals(nb)
-    _stamp(nb, runbook, params)
-    _write(nb, output_path)
-    if not ename:
-        return RunResult("ok", output_path, runbook.name, duration_s=duration, parameters=params)
-    index = _failing_cell(nb)
-    if index is not None:
-        out_ename, out_evalue = _error_output(nb.cells[index])
-        ename, evalue = ename or out_ename, evalue or out_evalue
-    return RunResult("failed", output_path, runbook.name, cell_index=index, ename=ename,
-                     evalue=evalue.strip(), duration_s=duration, parameters=params)
+    return finish_run(runbook, params, output_path, ename, evalue, interrupted, duration)
