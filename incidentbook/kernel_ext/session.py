@@ -14,7 +14,13 @@ from typing import Any
 from IPython.core.error import UsageError
 
 from incidentbook.errors import IncidentbookError
-from incidentbook.proposals import HEADLESS_ENV, proposal_bundle, proposal_id_of, proposal_source, source_hash
+from incidentbook.proposals import (
+    HEADLESS_ENV,
+    proposal_bundle,
+    proposal_id_of,
+    proposal_source,
+    source_hash,
+)
 
 #: Set to 1 in the environment of a headless (papermill) kernel: proposals become output
 #: metadata and write actions raise ApprovalRequired.

@@ -5,7 +5,6 @@ exported bundle is then replayed and must answer like the live systems did."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,7 @@ import pytest
 from incidentbook.errors import BadInput, BundleError
 from incidentbook.telemetry.bundle import labels_key, open_bundle
 from incidentbook.telemetry.changes import ChangesFeed, ContextCalendar
-from incidentbook.telemetry.export import export_bundle, export_incident_bundle
+from incidentbook.telemetry.export import export_bundle
 from incidentbook.telemetry.loki import LokiSource
 from incidentbook.telemetry.prometheus import PrometheusSource
 from incidentbook.telemetry.sources import Telemetry
