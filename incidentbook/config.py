@@ -148,13 +148,15 @@ def find_config(start: Path | None = None) -> Path | None:
     return None
 
 
-def _format_validation(err: ValidationError, path: Path | None) -> str:
+def validation_message(err: ValidationError, where: Any, prefix: str = "",
+                       hint: str = "check the spelling against `incidentbook init`'s template") -> str:
+    """One line naming the first bad setting of a config file: `where: unknown setting 'x'; hint`."""
     first = err.errors()[0]
-    where = ".".join(str(x) for x in first["loc"])
-    src = f"{path}: " if path else ""
+    key = prefix + ".".join(str(x) for x in first["loc"])
+    src = f"{where}: " if where else ""
     if first["type"] == "extra_forbidden":
-        return f"{src}unknown setting {where!r}; check the spelling against `incidentbook init`'s template"
-    return f"{src}setting {where!r}: {first['msg']}"
+        return f"{src}unknown setting {key!r}; {hint}"
+    return f"{src}setting {key!r}: {first['msg']}"
 
 
 def load_config(start: Path | None = None, path: Path | None = None) -> Config:
@@ -175,7 +177,7 @@ def load_config(start: Path | None = None, path: Path | None = None) -> Config:
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_validation(e, cfg_path)) from None
+        raise ConfigError(validation_message(e, cfg_path)) from None
     cfg.config_path = cfg_path
     if cfg.actions:
         from incidentbook.actions.policy import load_actions_config

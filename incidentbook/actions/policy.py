@@ -86,11 +86,9 @@ def _validate(data: dict[str, Any], where: str) -> ActionsConfig:
     try:
         cfg = ActionsConfig.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        key = ".".join(str(x) for x in first["loc"])
-        if first["type"] == "extra_forbidden":
-            raise ConfigError(f"{where}: unknown setting 'actions.{key}'; see incidentbook.actions.policy for the keys") from None
-        raise ConfigError(f"{where}: setting 'actions.{key}': {first['msg']}") from None
+        from incidentbook.config import validation_message
+
+        raise ConfigError(validation_message(e, where, "actions.", "see docs/configuration.md for the keys")) from None
     for name, pol in cfg.environments.items():
         unknown = sorted(set(pol.actions) - set(ACTION_KINDS))
         if unknown:
@@ -103,10 +101,11 @@ def load_actions_config(cfg: Any = None, path: str | Path | None = None) -> Acti
     raw = getattr(cfg, "actions", None) if cfg is not None else None
     if isinstance(raw, ActionsConfig):
         return raw
+    where = str(getattr(cfg, "config_path", None) or "incidentbook.toml")
     if isinstance(raw, dict):
-        return _validate(raw, "incidentbook.toml")
+        return _validate(raw, where)
     if isinstance(raw, BaseModel):
-        return _validate(raw.model_dump(), "incidentbook.toml")
+        return _validate(raw.model_dump(), where)
     file = Path(path) if path else getattr(cfg, "config_path", None)
     if file is None or not Path(file).is_file():
         return ActionsConfig()

@@ -160,11 +160,9 @@ def load_policy(path: str | Path | None) -> AutonomyPolicy:
     try:
         pol = AutonomyPolicy.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        key = ".".join(str(x) for x in first["loc"])
-        if first["type"] == "extra_forbidden":
-            raise ConfigError(f"{p}: unknown setting {key!r}; see `incidentbook autonomy --help` for the keys") from None
-        raise ConfigError(f"{p}: setting {key!r}: {first['msg']}") from None
+        from incidentbook.config import validation_message
+
+        raise ConfigError(validation_message(e, p, hint="see `incidentbook autonomy --help` for the keys")) from None
     from incidentbook.actions.policy import ACTION_KINDS
 
     for i, r in enumerate([*pol.rules, *pol.grants]):
