@@ -104,3 +104,10 @@ def test_unreachable_postgres_is_a_store_error_without_the_password() -> None:
         Store(f"postgresql+psycopg://ib:s3cret@127.0.0.1:{port}/ib")
     msg = str(info.value)
     assert "s3cret" not in msg and "unavailable" in msg and "[store] url" in msg
+
+
+def test_head_revision_constant_matches_the_scripts() -> None:
+    """Store.upgrade skips Alembic when the database is at HEAD_REVISION: it must be the real head."""
+    from incidentbook.incidents.store import HEAD_REVISION
+
+    assert HEAD_REVISION == head(), "a new migration was added: set HEAD_REVISION in incidents/store.py"
