@@ -59,6 +59,7 @@ class QueryMagics(BaseMagics):
     """Read-only queries against the configured sources or the incident's bundle."""
 
     charts = Bool(True, help="Draw a plotly chart for time-series results.").tag(config=True)
+    onsets = Bool(True, help="Mark where each charted series left its pre-alert baseline (change points).").tag(config=True)
     lead = Unicode("30m", help="How far before the incident window queries start by default (baseline).").tag(config=True)
     default_range = Unicode("", help="Range for queries when no incident window is known, e.g. '1h'.").tag(config=True)
 
@@ -109,11 +110,36 @@ class QueryMagics(BaseMagics):
             print(f"no data for {query} between {start} and {end}")
             return None
         if self.charts and not args.no_chart and not args.instant:
-            from incidentbook.charts import timeseries_figure
+            from incidentbook.charts import figure_bundle, timeseries_figure
 
             ws, we = self.session.window()
-            display(timeseries_figure(df, query, (ws, we), self._changes_frame(tel, start, end)))
+            fig = timeseries_figure(df, query, (ws, we), self._changes_frame(tel, start, end),
+                                    onsets=self._onsets(df, start))
+            display(figure_bundle(fig), raw=True)
         return df
+
+    def _onsets(self, df: Any, start: Any) -> list[str]:
+        """Change points of the charted series: where each left its pre-alert baseline."""
+        import pandas as pd
+
+        from incidentbook.analysis.anomaly import detect_onset
+        from incidentbook.telemetry.base import to_wide
+        from incidentbook.telemetry.bundle import to_utc
+
+        alert = self.shell.user_ns.get("starts_at")
+        if not alert or not self.onsets:
+            return []
+        first, alert_t = to_utc(start), to_utc(alert)
+        if alert_t <= first:
+            return []
+        baseline_end = first + (alert_t - first) * 0.6  # alerts fire a few minutes after onset
+        found = set()
+        for _, series in to_wide(df).iloc[:, :10].items():
+            for direction in ("up", "down"):
+                t = detect_onset(series.dropna(), pd.Timestamp(baseline_end), direction=direction)
+                if t is not None:
+                    found.add(t)
+        return [t.isoformat() for t in sorted(found)[:3]]
 
     @magic_arguments()
     @argument("query", nargs="+", help="the LogQL query, e.g. {service=\"checkout\"} |= \"error\"")
@@ -148,7 +174,14 @@ class QueryMagics(BaseMagics):
         labels = self.shell.user_ns.get("labels")
         ns = args.namespace or (labels.get("namespace") if isinstance(labels, dict) else None)
         start, end = self._range(args.range)
-        df = _ok(self.session.telemetry().events(start, end, ns or None), "Kubernetes events")
+        tel = self.session.telemetry()
+        if args.what != "events":
+            # A live cluster answers pods (restarts, OOMKilled) and rollouts (ReplicaSet
+            # revisions) itself; a replayed bundle only has the events that recorded them.
+            live = next((src for src in tel.sources.values() if hasattr(src, args.what)), None)
+            if live is not None:
+                return _ok(getattr(live, args.what)(ns or None), f"Kubernetes {args.what}")
+        df = _ok(tel.events(start, end, ns or None), "Kubernetes events")
         if df is None or len(df) == 0:
             return df
         if args.what == "pods":

@@ -258,3 +258,17 @@ def test_investigate_in_a_replayed_system_looks_past_the_paged_service(tmp_path)
     top = investigation["data"]["hypotheses"][0]
     assert (top["service"], top["fault_kind"]) == ("kv-cache", "cache_failure")
     assert first["hypothesis"] == top["id"]
+
+
+def test_promql_chart_marks_where_the_series_changed(bound: Any) -> None:
+    """The 5xx series steps up at 09:05 (fixture); the chart's onset marker lands there."""
+    bound.user_ns["starts_at"] = "2026-03-14T09:10:00Z"
+    assert bound.run_cell('%promql sum(rate(http_requests_total{service="checkout",code="500"}[5m])) --step 60s -o e').success
+    qm = bound.magics_manager.registry["QueryMagics"]
+    start, _ = qm._range(None)
+    onsets = [pd.Timestamp(t) for t in qm._onsets(bound.user_ns["e"], start)]
+    assert len(onsets) == 1
+    assert pd.Timestamp("2026-03-14T09:00:00Z") <= onsets[0] <= pd.Timestamp("2026-03-14T09:10:00Z")
+    qm.onsets = False
+    assert qm._onsets(bound.user_ns["e"], start) == []
+    qm.onsets = True
