@@ -87,6 +87,8 @@ class IntakeService:
 
             self.pool = KernelPool(self.workers, kernel_name=self.cfg.runner.kernel_name).start()
         self._spawn(self._intake_loop, "incidentbook-intake")
+        if self._escalation() is not None:
+            self._spawn(self._escalation_loop, "incidentbook-escalation")
         if self.run_runbooks:
             for i in range(self.workers):
                 self._spawn(self._runbook_loop, f"incidentbook-runbook-{i}")
@@ -106,6 +108,35 @@ class IntakeService:
             t.join(timeout=timeout)
         if self.pool is not None:
             self.pool.close()
+
+    # ------------------------------------------------------------------ escalation
+
+    #: How often open incidents are checked against policy.toml's [escalation] deadline.
+    escalation_interval_s = 30.0
+
+    def _escalation(self) -> Any:
+        """policy.toml's [escalation] table, or None when there is none (or the file is broken)."""
+        from incidentbook.autonomy.policy import load_policy, policy_path
+
+        try:
+            return load_policy(policy_path(self.cfg)).escalation
+        except IncidentbookError as e:
+            log.error("escalation is off: %s", e)
+            return None
+
+    def _escalation_loop(self) -> None:
+        """Page a human for every open incident not mitigated within [escalation] after_minutes."""
+        from incidentbook.autonomy.escalate import escalate_unmitigated
+
+        while not self._stop.is_set():
+            esc = self._escalation()
+            if esc is not None:
+                try:
+                    for page in escalate_unmitigated(esc, self.store, self.cfg.audit_log):
+                        log.warning("escalated %s: not mitigated after %.0f min", page.incident_id, page.minutes_open)
+                except IncidentbookError as e:
+                    log.error("escalation: %s", e)
+            self._stop.wait(self.escalation_interval_s)
 
     # ------------------------------------------------------------------ intake
 
