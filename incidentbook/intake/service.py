@@ -247,12 +247,25 @@ class IntakeService:
         self.metrics.runbook_seconds.observe(time.monotonic() - started)
         self.metrics.alert_to_notebook.observe(
             max(0.0, time.time() - incident.created.timestamp()))
+        if not result.error:
+            # Write proposals the autonomy policy lets run (cooldown or auto) go to the
+            # Autopilot; a cooldown waits for vetoes, so it must not hold this worker.
+            self._spawn(lambda: self._act(incident.id), f"incidentbook-autonomy-{incident.id}")
         if self.notify is not None:
             try:
                 self.notify(incident.id)
             except Exception as e:  # noqa: BLE001 - a chat outage never fails the incident
                 log.warning("notification for %s failed: %s", incident.id, e)
         return ("done" if not result.error else "failed"), result.error
+
+    def _act(self, incident_id: str) -> None:
+        from incidentbook.autonomy.proposals import act_on_proposals
+
+        try:
+            for out in act_on_proposals(self.cfg, self.store, incident_id):
+                log.warning("autonomy for %s: %s %s", incident_id, out.status, out.detail)
+        except IncidentbookError as e:
+            log.error("autonomy for %s: %s", incident_id, e)
 
     @property
     def running(self) -> int:
