@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -52,6 +52,11 @@ class AgentConfig(_Section):
     model: str = ""
     api_key_env: str = "ANTHROPIC_API_KEY"
     base_url: str = ""
+    # Where Claude runs: the Anthropic API (key from api_key_env), Amazon Bedrock (AWS credentials
+    # from the usual AWS environment/profile) or Google Vertex AI (application default credentials).
+    provider: Literal["anthropic", "bedrock", "vertex"] = "anthropic"
+    region: str = ""  # bedrock / vertex region, e.g. us-east-1 or us-east5
+    project_id: str = ""  # vertex: the Google Cloud project
     # Budgets of one model-backed investigation (the rules result is kept whatever happens).
     max_turns: int = Field(default=12, ge=1)  # model requests in the tool-use loop
     max_tokens: int = Field(default=200_000, ge=1000)  # input + output tokens over the whole loop

@@ -109,9 +109,16 @@ class ClaudeInvestigator:
             import anthropic
         except ImportError:
             raise NotConfigured("the Claude investigator needs the anthropic SDK: pip install incidentbook[claude]") from None
+        common = {"base_url": self.agent.base_url or None, "max_retries": self.max_retries,
+                  "timeout": self.agent.wall_clock_s}
+        if self.agent.provider == "bedrock":
+            return anthropic.AnthropicBedrock(aws_region=self.agent.region or None, **common)
+        if self.agent.provider == "vertex":
+            if not (self.agent.region and self.agent.project_id):
+                raise NotConfigured("[agent] provider = \"vertex\" needs region and project_id in incidentbook.toml")
+            return anthropic.AnthropicVertex(region=self.agent.region, project_id=self.agent.project_id, **common)
         key = secret_from_env(self.agent.api_key_env, "the Claude investigator ([agent] investigator = \"claude\")")
-        return anthropic.Anthropic(api_key=key, base_url=self.agent.base_url or None,
-                                   max_retries=self.max_retries, timeout=self.agent.wall_clock_s)
+        return anthropic.Anthropic(api_key=key, **common)
 
     # ------------------------------------------------------------------------------------------
     def investigate(self, ctx: InvestigationContext) -> Investigation:

@@ -386,3 +386,21 @@ def test_board_objects_roundtrip(planted_bundle: Path, server: MessagesServer, w
     again = Investigation.from_dict(json.loads(json.dumps(inv.to_dict())))
     assert isinstance(again.hypotheses[0], Hypothesis) and isinstance(again.proposals[0], Proposal)
     assert again.usage["cost_usd"] == inv.usage["cost_usd"] and again.model == "claude-sonnet-4-6"
+
+
+def test_bedrock_and_vertex_through_the_sdk_clients(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[agent] provider` picks the SDK's Bedrock or Vertex client (no Anthropic key needed)."""
+    import anthropic
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.setenv("INCIDENTBOOK_HOME", str(tmp_path))
+    (tmp_path / "incidentbook.toml").write_text('[agent]\ninvestigator = "claude"\nprovider = "bedrock"\n'
+                                                'region = "us-east-1"\n')
+    inv = ClaudeInvestigator(load_config(start=tmp_path))
+    assert isinstance(inv.client, anthropic.AnthropicBedrock)
+    (tmp_path / "incidentbook.toml").write_text('[agent]\nprovider = "vertex"\n')
+    with pytest.raises(ConfigError, match="region and project_id"):
+        ClaudeInvestigator(load_config(start=tmp_path))
+    (tmp_path / "incidentbook.toml").write_text('[agent]\nprovider = "azure"\n')
+    with pytest.raises(ConfigError, match="agent.provider"):
+        load_config(start=tmp_path)
