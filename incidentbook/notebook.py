@@ -164,7 +164,8 @@ def _heading(text: str) -> str:
 
 
 def _card(body: str, accent: str) -> str:
-    return (f'<div style="font-family:{_FONT};color:{_FG};background:{_BG};'
+    # tex2jax_ignore: log lines and SQL carry `$1`-style text that JupyterLab would typeset as maths.
+    return (f'<div class="tex2jax_ignore mathjax_ignore" style="font-family:{_FONT};color:{_FG};background:{_BG};'
             f'border:1px solid {_BORDER};border-left:6px solid {accent};border-radius:6px;'
             f'padding:12px 16px;margin:4px 0;max-width:60em;line-height:1.45">{body}</div>')
 

@@ -44,7 +44,7 @@ def board_html(hypotheses: list[dict[str, Any]], notes: list[str] = (), errors: 
     rows = "".join(hypothesis_row_html(h) for h in hypotheses) or "<p><i>No hypotheses yet.</i></p>"
     extra = "".join(f"<p>ℹ {html.escape(n)}</p>" for n in notes)
     extra += "".join(f"<p style='color:#b42318'>⚠ query failed: {html.escape(e)}</p>" for e in errors)
-    return f"<div class='incidentbook-board'><h4 style='margin:4px 0'>Hypotheses</h4>{rows}{extra}</div>"
+    return f"<div class='incidentbook-board tex2jax_ignore mathjax_ignore'><h4 style='margin:4px 0'>Hypotheses</h4>{rows}{extra}</div>"
 
 
 def board_widget(hypotheses: list[dict[str, Any]]) -> Any:
