@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from incidentbook.config import CONFIG_NAME, Config, load_config
+from incidentbook.config import CONFIG_NAME, HOME_ENV, Config, load_config
 from incidentbook.errors import IncidentbookError
 from incidentbook.intake.ingest import IngestedIncident, ingest_alertmanager
 from incidentbook.workspace import init_workspace
@@ -40,6 +40,8 @@ def demo_config(home: Path) -> Config:
     toml = home / CONFIG_NAME
     if not toml.exists():
         init_workspace(home)
+    # --home wins over an INCIDENTBOOK_HOME from the user's shell, here and in the runbook's kernel.
+    os.environ[HOME_ENV] = str(home.resolve())
     return load_config(path=toml)
 
 

@@ -225,16 +225,20 @@ def test_scenario_list_and_generate_then_ingest_with_bundle(tmp_path: Path, work
 
 
 def test_demo_no_lab_produces_an_executed_incident_notebook(tmp_path: Path) -> None:
+    # An INCIDENTBOOK_HOME in the user's shell does not pull the demo's state elsewhere.
+    env = {**os.environ, "INCIDENTBOOK_HOME": str(tmp_path / "elsewhere")}
     r = subprocess.run([str(BIN), "demo", "--no-lab", "--home", str(tmp_path / "demo"), "--json"],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["scenario"] == "kv-cache-break"
     (inc,) = doc["incidents"]
     assert inc["runbook_status"] == "succeeded" and Path(inc["notebook"]).is_file()
     listed = subprocess.run([str(BIN), "incidents", "list", "--json"], cwd=tmp_path / "demo",
-                            capture_output=True, text=True)
+                            capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "INCIDENTBOOK_HOME"})
     assert [i["id"] for i in json.loads(listed.stdout)["incidents"]] == [inc["id"]], "the demo home is a workspace"
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_eval_of_an_unconfigured_investigator_is_skipped_with_the_reason(workspace: Path) -> None:

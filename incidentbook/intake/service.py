@@ -81,6 +81,7 @@ class IntakeService:
     def start(self) -> IntakeService:
         """Start the warm kernels and the worker threads; returns at once."""
         # Runbook kernels open the same store and workspace as this process.
+        self._saved_home = os.environ.get("INCIDENTBOOK_HOME")
         os.environ.setdefault("INCIDENTBOOK_HOME", str(self.cfg.home))
         if self.run_runbooks and self.workers > 0 and self.warm:
             from incidentbook.runner.pool import KernelPool
@@ -108,6 +109,8 @@ class IntakeService:
             t.join(timeout=timeout)
         if self.pool is not None:
             self.pool.close()
+        if getattr(self, "_saved_home", "unset") is None:  # start() set it: leave no trace
+            os.environ.pop("INCIDENTBOOK_HOME", None)
 
     # ------------------------------------------------------------------ escalation
 
