@@ -10,8 +10,10 @@ Secrets never live in the file: it names environment variables (`token_env`, `ap
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,6 +74,10 @@ class SourceConfig(_Section):
     headers_env: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = 30.0
     verify_tls: bool | str = True
+
+    def header_values(self, name: str) -> dict[str, str]:
+        """The HTTP headers to send, read from the environment variables `headers_env` names."""
+        return {h: secret_from_env(env, f"[sources.{name}] header {h}") for h, env in self.headers_env.items()}
 
 
 class RunnerConfig(_Section):
@@ -202,3 +208,18 @@ def secret_from_env(name: str, what: str) -> str:
     if not value:
         raise NotConfigured(f"{what} needs the environment variable {name}; export it (never put secrets in incidentbook.toml)")
     return value
+
+
+@contextlib.contextmanager
+def temporary_env(name: str, value: str) -> Iterator[None]:
+    """Set the environment variable `name` (which child processes such as kernels inherit) for
+    the duration of the block, then restore what was there."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old

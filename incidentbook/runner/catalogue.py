@@ -11,18 +11,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import nbformat
 
+from incidentbook.config import HOME_ENV, temporary_env
 from incidentbook.errors import BadInput, NotFound, RunbookError
 from incidentbook.proposals import proposal_id_of, source_hash
 from incidentbook.runner.registry import Runbook, get_runbook, load_runbooks, select_runbook
@@ -219,22 +218,6 @@ class RunbookTestReport:
         return {"ok": self.ok, "runs": [r.to_dict() for r in self.runs], "untested": self.untested}
 
 
-@contextlib.contextmanager
-def _isolated_home(path: Path) -> Iterator[None]:
-    # Test runs are not incidents: their kernels must not touch the real store or audit log.
-    from incidentbook.config import HOME_ENV
-
-    old = os.environ.get(HOME_ENV)
-    os.environ[HOME_ENV] = str(path / "home")
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(HOME_ENV, None)
-        else:
-            os.environ[HOME_ENV] = old
-
-
 def run_runbook_tests(runbooks: list[Runbook], names: Iterable[str] = (),
                   scenarios: Iterable[str] = (), out_dir: Path | None = None,
                   duration: str = "1h", cell_timeout_s: float = 120) -> RunbookTestReport:
@@ -254,7 +237,9 @@ def run_runbook_tests(runbooks: list[Runbook], names: Iterable[str] = (),
         raise NotFound(f"unknown runbook(s) {sorted(wanted - known)}; `incidentbook runbooks list` shows the names")
     scenario_names = list(scenarios) or [s.name for s in list_scenarios()]
     report = RunbookTestReport()
-    with tempfile.TemporaryDirectory(prefix="incidentbook-runbook-test-") as tmp, _isolated_home(Path(tmp)):
+    # Test runs are not incidents: their kernels must not touch the real store or audit log.
+    with tempfile.TemporaryDirectory(prefix="incidentbook-runbook-test-") as tmp, \
+            temporary_env(HOME_ENV, str(Path(tmp) / "home")):
         root = Path(out_dir) if out_dir else Path(tmp)
         done: set[str] = set()
         for scenario in scenario_names:

@@ -12,13 +12,12 @@ runbook (unreadable, no `parameters` cell, kernel not installed) raises, before 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Literal
 
 import nbformat
 
+from incidentbook.config import temporary_env
 from incidentbook.errors import ConfigError, RunbookError, RunbookFailed
 from incidentbook.proposals import HEADLESS_ENV, materialize_proposals
 from incidentbook.runner.registry import Runbook, _kernel_available, check_runbook
@@ -304,7 +304,9 @@ def run_runbook(
         # The kernel starts in `cwd` (nbclient's resources path) rather than through
         # papermill's `cwd=`, which os.chdir()s the whole process for the entire run and so
         # would move every other thread (the intake server, concurrent runs) along with it.
-        with _headless_kernel_env():
+        # The kernel inherits our environment: no human is watching, so the extension records
+        # proposals as output metadata and refuses writes.
+        with temporary_env(HEADLESS_ENV, "1"):
             papermill.execute_notebook(
                 str(runbook.path.resolve()), str(output_path), parameters=params,
                 execution_timeout=cell_timeout_s, kernel_name=kernel_name or None,
@@ -353,23 +355,6 @@ def finish_run(runbook: Runbook, params: Mapping[str, Any], output_path: Path, e
         ename, evalue = ename or out_ename, evalue or out_evalue
     return RunResult("failed", output_path, runbook.name, cell_index=index, ename=ename,
                      evalue=evalue.strip(), duration_s=duration, parameters=params)
-
-
-@contextlib.contextmanager
-def _headless_kernel_env() -> Iterator[None]:
-    """Tell the runbook's kernel (which inherits our environment) that no human is watching.
-
-    The kernel extension then records proposals as output metadata and refuses writes.
-    """
-    old = os.environ.get(HEADLESS_ENV)
-    os.environ[HEADLESS_ENV] = "1"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(HEADLESS_ENV, None)
-        else:
-            os.environ[HEADLESS_ENV] = old
 
 
 def _describe_interruption(exc: Exception, cell_timeout_s: float) -> tuple[str, str]:

@@ -149,10 +149,7 @@ class PrometheusSource:
     @classmethod
     def from_config(cls, cfg: Any, name: str = "prometheus") -> PrometheusSource:
         """Build from a `[sources.NAME]` section; header values come from the env vars in `headers_env`."""
-        from incidentbook.config import secret_from_env
-
-        headers = {h: secret_from_env(env, f"[sources.{name}] header {h}")
-                   for h, env in cfg.headers_env.items()}
+        headers = cfg.header_values(name)
         extra = cfg.model_extra or {}
         return cls(cfg.url, headers=headers, verify_tls=cfg.verify_tls, timeout_s=cfg.timeout_s,
                    retries=int(extra.get("retries", 2)), name=name, header_envs=cfg.headers_env)
