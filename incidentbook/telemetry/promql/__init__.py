@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from incidentbook.errors import BadInput
-from incidentbook.telemetry.promql.engine import MAX_POINTS, Evaluator, parse, unsupported
+from incidentbook.telemetry.promql.common import MAX_POINTS, parse, unsupported
+from incidentbook.telemetry.promql.engine import Evaluator
 from incidentbook.telemetry.promql.storage import Labels, SeriesStore
 from incidentbook.telemetry.promql.values import (
     Matrix,

@@ -1,0 +1,173 @@
+"""Binary operators of the evaluator: arithmetic, comparison, set operators and vector matching."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from incidentbook.errors import BadInput
+from incidentbook.telemetry.promql.common import (
+    _ARITH,
+    _CMP,
+    _SET,
+    Value,
+    _arith,
+    _cmp,
+    _empty_vector,
+    _fmt_labels,
+    unsupported,
+)
+from incidentbook.telemetry.promql.storage import Labels
+from incidentbook.telemetry.promql.values import (
+    Scalar,
+    Vector,
+    drop_name,
+    merge_rows,
+)
+
+
+class Binaries:
+    """Evaluator methods for binary operators; mixed into Evaluator."""
+
+    def _eval_BinaryExpr(self, node: Any) -> Value:
+        op = str(node.op)
+        mod = node.modifier
+        if mod is not None and (mod.fill_values.lhs is not None or mod.fill_values.rhs is not None):
+            raise unsupported("fill() modifiers")
+        ret_bool = bool(mod.return_bool) if mod is not None else False
+        lhs, rhs = self.eval(node.lhs), self.eval(node.rhs)
+        if op not in _ARITH | _CMP | _SET:
+            raise unsupported(f"binary operator {op}")
+        if isinstance(lhs, Scalar) and isinstance(rhs, Scalar):
+            if op in _CMP:
+                return Scalar(_cmp(op, lhs.v, rhs.v).astype(float))
+            return Scalar(_arith(op, lhs.v, rhs.v))
+        if isinstance(lhs, Vector) and isinstance(rhs, Scalar):
+            return self._vector_scalar(op, lhs, rhs.v, False, ret_bool)
+        if isinstance(lhs, Scalar) and isinstance(rhs, Vector):
+            return self._vector_scalar(op, rhs, lhs.v, True, ret_bool)
+        if isinstance(lhs, Vector) and isinstance(rhs, Vector):
+            if op in _SET:
+                return self._set_op(op, lhs, rhs, mod)
+            return self._vector_vector(op, lhs, rhs, mod, ret_bool)
+        raise unsupported(f"operator {op} between these operand types")
+
+    def _vector_scalar(self, op: str, vec: Vector, s: np.ndarray, swap: bool, ret_bool: bool) -> Value:
+        lv, rv = (s[None, :], vec.v) if swap else (vec.v, s[None, :])
+        if op in _CMP:
+            keep = _cmp(op, lv, rv)
+            if ret_bool:
+                return merge_rows([drop_name(ls) for ls in vec.labels], keep.astype(float), vec.m.copy())
+            return Vector(vec.labels, vec.v, vec.m & keep)
+        return merge_rows([drop_name(ls) for ls in vec.labels], _arith(op, lv, rv), vec.m.copy())
+
+    @staticmethod
+    def _signature(mod: Any) -> Callable[[Labels], Labels]:
+        matching = mod.matching if mod is not None else None
+        if matching is not None and str(matching.type).endswith("Include"):
+            on = set(matching.labels)
+            return lambda ls: tuple(p for p in ls if p[0] in on)
+        ign = set(matching.labels) if matching is not None else set()
+        return lambda ls: tuple(p for p in ls if p[0] not in ign and p[0] != "__name__")
+
+    def _set_op(self, op: str, lhs: Vector, rhs: Vector, mod: Any) -> Value:
+        sig = self._signature(mod)
+
+        def any_by_sig(vec: Vector) -> dict[Labels, np.ndarray]:
+            out: dict[Labels, np.ndarray] = {}
+            for ls, m in zip(vec.labels, vec.m):
+                k = sig(ls)
+                out[k] = out[k] | m if k in out else m.copy()
+            return out
+
+        none = np.zeros(self.T, dtype=bool)
+        if op == "and":
+            r = any_by_sig(rhs)
+            m = np.array([mm & r.get(sig(ls), none) for ls, mm in zip(lhs.labels, lhs.m)]).reshape(lhs.m.shape)
+            return Vector(lhs.labels, lhs.v, m)
+        if op == "unless":
+            r = any_by_sig(rhs)
+            m = np.array([mm & ~r.get(sig(ls), none) for ls, mm in zip(lhs.labels, lhs.m)]).reshape(lhs.m.shape)
+            return Vector(lhs.labels, lhs.v, m)
+        left = any_by_sig(lhs)
+        rm = np.array([mm & ~left.get(sig(ls), none) for ls, mm in zip(rhs.labels, rhs.m)]).reshape(rhs.m.shape)
+        return merge_rows(lhs.labels + rhs.labels, np.concatenate([lhs.v, rhs.v]), np.concatenate([lhs.m, rm]))
+
+    def _vector_vector(self, op: str, lhs: Vector, rhs: Vector, mod: Any, ret_bool: bool) -> Value:
+        card = str(mod.card).rsplit(".", 1)[-1] if mod is not None else "OneToOne"
+        if card == "ManyToMany":
+            raise unsupported(f"many-to-many matching with {op}")
+        sig = self._signature(mod)
+        matching = mod.matching if mod is not None else None
+        on = matching is not None and str(matching.type).endswith("Include")
+        match_names = set(matching.labels) if matching is not None else set()
+        include = list(mod.group_labels or []) if mod is not None else []
+        swapped = card == "OneToMany"
+        many, one = (rhs, lhs) if swapped else (lhs, rhs)
+        both = many.m.any(axis=0) & one.m.any(axis=0)
+        one_rows: dict[Labels, list[int]] = {}
+        for j, ls in enumerate(one.labels):
+            one_rows.setdefault(sig(ls), []).append(j)
+        for k, rows in one_rows.items():
+            if len(rows) > 1 and ((one.m[rows].sum(axis=0) > 1) & both).any():
+                side = "left" if swapped else "right"
+                raise BadInput(f"found duplicate series for the match group {_fmt_labels(k)} on the {side} "
+                               "hand-side of the operation; many-to-many matching not allowed: matching "
+                               "labels must be unique on one side")
+        pi, pj, psig = [], [], []
+        for i, ls in enumerate(many.labels):
+            k = sig(ls)
+            for j in one_rows.get(k, ()):
+                pi.append(i)
+                pj.append(j)
+                psig.append(k)
+        if not pi:
+            return _empty_vector(self.T)
+        many_idx, one_idx = np.array(pi), np.array(pj)
+        mv, ov = many.v[many_idx], one.v[one_idx]
+        vl, vr = (ov, mv) if swapped else (mv, ov)
+        m = many.m[many_idx] & one.m[one_idx]
+        if op in _CMP:
+            keep = _cmp(op, vl, vr)
+            if ret_bool:
+                val = keep.astype(float)
+            else:
+                val = vl
+                m = m & keep
+        else:
+            val = _arith(op, vl, vr)
+        drop = op in _ARITH or ret_bool
+        labels: list[Labels] = []
+        for i, j in zip(pi, pj):
+            d = dict(many.labels[i])
+            if op in _ARITH:
+                d.pop("__name__", None)
+            if card == "OneToOne":
+                if on:
+                    d = {k: v for k, v in d.items() if k in match_names}
+                else:
+                    for n in match_names:
+                        d.pop(n, None)
+            if include:
+                od = dict(one.labels[j])
+                for n in include:
+                    if od.get(n, ""):
+                        d[n] = od[n]
+                    else:
+                        d.pop(n, None)
+            if drop:
+                d.pop("__name__", None)
+            labels.append(tuple(sorted(d.items())))
+        # Matching must be unique per step: one-to-one per match group, many-to-one per result series.
+        bucket: dict[Any, list[int]] = {}
+        for p, k in enumerate(psig):
+            bucket.setdefault(k if card == "OneToOne" else (k, labels[p]), []).append(p)
+        for rows in bucket.values():
+            if len(rows) > 1 and (m[rows].sum(axis=0) > 1).any():
+                if card == "OneToOne":
+                    raise BadInput("multiple matches for labels: many-to-one matching must be explicit "
+                                   "(group_left/group_right)")
+                raise BadInput("multiple matches for labels: grouping labels must ensure unique matches")
+        return merge_rows(labels, val, m)

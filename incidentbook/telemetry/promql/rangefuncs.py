@@ -1,0 +1,173 @@
+"""Range-vector functions: each maps the windows of a selector or subquery to one value per step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from incidentbook.telemetry.promql.common import (
+    _quantile_sorted,
+)
+
+
+class _Ctx:
+    """What a range function sees: windows (S,T,K), counts (S,T), range bounds, extra args."""
+
+    def __init__(self, W: np.ndarray, Wt: np.ndarray, M: np.ndarray, cnt: np.ndarray,
+                 rstart: np.ndarray, rend: np.ndarray, times: np.ndarray, extra: list[np.ndarray]):
+        self.W, self.Wt, self.M, self.cnt = W, Wt, M, cnt
+        self.rstart, self.rend, self.times, self.extra = rstart, rend, times, extra
+        self.range_s = float((rend[0] - rstart[0]) / 1000.0) if len(rend) else 0.0
+
+    def at(self, arr: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(arr, np.maximum(pos, 0)[..., None], axis=-1)[..., 0]
+
+    @property
+    def last(self) -> np.ndarray:
+        return self.at(self.W, self.cnt - 1)
+
+    @property
+    def last_t(self) -> np.ndarray:
+        return self.at(self.Wt, self.cnt - 1)
+
+
+def _extrapolated(c: _Ctx, counter: bool, rate: bool) -> tuple[np.ndarray, np.ndarray]:
+    corr: np.ndarray | float = 0.0
+    if counter and c.W.shape[-1] > 1:
+        prev, cur = c.W[..., :-1], c.W[..., 1:]
+        with np.errstate(invalid="ignore"):
+            corr = np.where(c.M[..., 1:] & (cur < prev), prev, 0.0).sum(axis=-1)
+    val = _extrapolate(c.W[..., 0], c.last, c.Wt[..., 0], c.last_t, c.cnt, corr, c.rstart, c.rend,
+                       c.range_s, counter, rate)
+    return val, c.cnt >= 2
+
+
+def _extrapolate(first: np.ndarray, last: np.ndarray, ft: np.ndarray, lt: np.ndarray, cnt: np.ndarray,
+                 corr: np.ndarray | float, rstart: np.ndarray, rend: np.ndarray, range_s: float,
+                 counter: bool, rate: bool) -> np.ndarray:
+    """Prometheus's extrapolatedRate: (last - first + resets), extrapolated towards the range edges."""
+    with np.errstate(all="ignore"):
+        result = last - first
+        if counter:
+            result = result + corr
+        dstart = (ft - rstart[None, :]) / 1000.0
+        dend = (rend[None, :] - lt) / 1000.0
+        sampled = (lt - ft) / 1000.0
+        avg = sampled / (cnt - 1)
+        if counter:
+            dzero = sampled * (first / result)
+            dstart = np.where((result > 0) & (first >= 0) & (dzero < dstart), dzero, dstart)
+        thr = avg * 1.1
+        ext = sampled + np.where(dstart < thr, dstart, avg / 2) + np.where(dend < thr, dend, avg / 2)
+        factor = ext / sampled
+        if rate:
+            factor = factor / range_s
+        return result * factor
+
+
+def _instant(c: _Ctx, rate: bool) -> tuple[np.ndarray, np.ndarray]:
+    ok = c.cnt >= 2
+    with np.errstate(all="ignore"):
+        last, prev = c.last, c.at(c.W, c.cnt - 2)
+        lt, pt = c.last_t, c.at(c.Wt, c.cnt - 2)
+        if rate:
+            res = np.where(last < prev, last, last - prev) / ((lt - pt) / 1000.0)
+        else:
+            res = last - prev
+    return res, ok & (lt != pt)
+
+
+def _regression(c: _Ctx, intercept_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    M = c.M
+    n = c.cnt.astype(float)
+    with np.errstate(all="ignore"):
+        x = np.where(M, (c.Wt - intercept_t[..., None]) / 1e3, 0.0)
+        y = np.where(M, c.W, 0.0)
+        sx, sy = x.sum(-1), y.sum(-1)
+        sxy, sx2 = (x * y).sum(-1), (x * x).sum(-1)
+        cov = sxy - sx * sy / n
+        var = sx2 - sx * sx / n
+        slope = cov / var
+        intercept = sy / n - slope * sx / n
+        first = c.W[..., 0]
+        const = ~(M & (c.W != first[..., None])).any(-1)
+        slope = np.where(const, np.where(np.isinf(first), np.nan, 0.0), slope)
+        intercept = np.where(const, np.where(np.isinf(first), np.nan, first), intercept)
+    return slope, intercept
+
+
+def _deriv(c: _Ctx) -> tuple[np.ndarray, np.ndarray]:
+    slope, _ = _regression(c, c.Wt[..., 0])
+    return slope, c.cnt >= 2
+
+
+def _predict_linear(c: _Ctx) -> tuple[np.ndarray, np.ndarray]:
+    slope, icpt = _regression(c, np.broadcast_to(c.times[None, :], c.cnt.shape))
+    return slope * c.extra[0][None, :] + icpt, c.cnt >= 2
+
+
+def _masked(c: _Ctx, fill: float) -> np.ndarray:
+    return np.where(c.M, c.W, fill)
+
+
+def _sum_ot(c: _Ctx) -> tuple[np.ndarray, np.ndarray]:
+    return _masked(c, 0.0).sum(-1), c.cnt >= 1
+
+
+def _avg_ot(c: _Ctx) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(all="ignore"):
+        return _masked(c, 0.0).sum(-1) / c.cnt, c.cnt >= 1
+
+
+def _var_ot(c: _Ctx) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        mean = _masked(c, 0.0).sum(-1) / c.cnt
+        var = np.where(c.M, (c.W - mean[..., None]) ** 2, 0.0).sum(-1) / c.cnt
+        lo, hi = np.fmin.reduce(_masked(c, np.nan), axis=-1), np.fmax.reduce(_masked(c, np.nan), axis=-1)
+        return np.where((lo == hi) & np.isfinite(lo), 0.0, var)
+
+
+def _quantile_ot(c: _Ctx) -> tuple[np.ndarray, np.ndarray]:
+    S, T, K = c.W.shape
+    q = np.broadcast_to(c.extra[0][None, :], (S, T)).reshape(-1)
+    W = c.W.reshape(S * T, K).T
+    M = c.M.reshape(S * T, K).T
+    res, ok = _quantile_sorted(q, W, M)
+    return res.reshape(S, T), ok.reshape(S, T)
+
+
+def _changes(c: _Ctx, resets: bool) -> tuple[np.ndarray, np.ndarray]:
+    prev, cur, mm = c.W[..., :-1], c.W[..., 1:], c.M[..., 1:]
+    with np.errstate(invalid="ignore"):
+        if resets:
+            hit = cur < prev
+        else:
+            hit = (cur != prev) & ~(np.isnan(cur) & np.isnan(prev))
+    return (mm & hit).sum(-1).astype(float), c.cnt >= 1
+
+
+_RANGE_FUNCS: dict[str, tuple[Callable[[_Ctx], tuple[np.ndarray, np.ndarray]], int]] = {
+    "rate": (lambda c: _extrapolated(c, True, True), 0),
+    "increase": (lambda c: _extrapolated(c, True, False), 0),
+    "delta": (lambda c: _extrapolated(c, False, False), 0),
+    "irate": (lambda c: _instant(c, True), 0),
+    "idelta": (lambda c: _instant(c, False), 0),
+    "deriv": (_deriv, 0),
+    "predict_linear": (_predict_linear, 0),
+    "changes": (lambda c: _changes(c, False), 0),
+    "resets": (lambda c: _changes(c, True), 0),
+    "sum_over_time": (_sum_ot, 0),
+    "avg_over_time": (_avg_ot, 0),
+    "count_over_time": (lambda c: (c.cnt.astype(float), c.cnt >= 1), 0),
+    "min_over_time": (lambda c: (np.fmin.reduce(_masked(c, np.nan), axis=-1), c.cnt >= 1), 0),
+    "max_over_time": (lambda c: (np.fmax.reduce(_masked(c, np.nan), axis=-1), c.cnt >= 1), 0),
+    "last_over_time": (lambda c: (c.last, c.cnt >= 1), 0),
+    "present_over_time": (lambda c: (np.ones(c.cnt.shape), c.cnt >= 1), 0),
+    "stdvar_over_time": (lambda c: (_var_ot(c), c.cnt >= 1), 0),
+    "stddev_over_time": (lambda c: (np.sqrt(_var_ot(c)), c.cnt >= 1), 0),
+    "quantile_over_time": (_quantile_ot, 1),
+    "absent_over_time": (lambda c: (c.cnt, c.cnt), 0),
+}
+
+_ENDPOINT_FUNCS = {"rate", "increase", "delta", "irate", "idelta"}
