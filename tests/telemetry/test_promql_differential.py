@@ -196,7 +196,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory, data: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def replay(data: Any) -> ReplaySource:
-    return ReplaySource.from_frame(data)
+    return ReplaySource.from_frame(data, promql="2")
 
 
 def _close(a: str, b: str) -> bool:

@@ -61,7 +61,7 @@ def _close(a: str, b: str) -> bool:
 @given(data=datasets(), window=st.sampled_from(["30s", "1m", "2m", "5m"]), step=st.sampled_from([7, 15, 60]))
 def test_replay_agrees_with_prometheus_on_drawn_data(tmp_path_factory: pytest.TempPathFactory,
                                                     data: pd.DataFrame, window: str, step: int) -> None:
-    src = ReplaySource.from_frame(data)
+    src = ReplaySource.from_frame(data, promql="2")
     t_min = int(data["timestamp"].min().timestamp())
     t_max = int(data["timestamp"].max().timestamp()) + 400
     with start_prometheus(tmp_path_factory.mktemp("prop"), data) as prom:

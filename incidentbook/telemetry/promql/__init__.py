@@ -10,7 +10,13 @@ from typing import Any
 import numpy as np
 
 from incidentbook.errors import BadInput
-from incidentbook.telemetry.promql.common import MAX_POINTS, parse, unsupported
+from incidentbook.telemetry.promql.common import (
+    DEFAULT_VERSION,
+    MAX_POINTS,
+    VERSIONS,
+    parse,
+    unsupported,
+)
 from incidentbook.telemetry.promql.engine import Evaluator
 from incidentbook.telemetry.promql.storage import Labels, SeriesStore
 from incidentbook.telemetry.promql.values import (
@@ -22,7 +28,7 @@ from incidentbook.telemetry.promql.values import (
     format_values,
 )
 
-__all__ = ["SeriesStore", "Series", "evaluate_range", "evaluate_instant", "range_query",
+__all__ = ["DEFAULT_VERSION", "VERSIONS", "SeriesStore", "Series", "evaluate_range", "evaluate_instant", "range_query",
            "instant_query", "to_api_data"]
 
 # One result series: labels, sample times (ms), values.
@@ -41,8 +47,10 @@ def _strip(node: Any) -> Any:
 
 
 def evaluate_range(store: SeriesStore, promql: str, start_ms: int, end_ms: int,
-                   step_ms: int) -> list[Series]:
-    """Evaluate a range query; series sorted by labels, as Prometheus sorts them."""
+                   step_ms: int, version: str = DEFAULT_VERSION) -> list[Series]:
+    """Evaluate a range query; series sorted by labels, as Prometheus sorts them.
+
+    `version` ("3" or "2") is the Prometheus major version whose semantics apply."""
     if step_ms <= 0:
         raise BadInput("zero or negative query resolution step widths are not accepted; give a positive step")
     if end_ms < start_ms:
@@ -51,9 +59,9 @@ def evaluate_range(store: SeriesStore, promql: str, start_ms: int, end_ms: int,
     if n > MAX_POINTS:
         raise BadInput("exceeded maximum resolution of 11,000 points per timeseries; "
                        "try decreasing the query resolution (a larger step)")
-    node = parse(promql)
+    node = parse(promql, version)
     times = start_ms + step_ms * np.arange(n, dtype="int64")
-    val = Evaluator(store, times, start_ms=start_ms, end_ms=end_ms).eval(node)
+    val = Evaluator(store, times, start_ms=start_ms, end_ms=end_ms, version=version).eval(node)
     if isinstance(val, Scalar):
         return [((), times, val.v)]
     if not isinstance(val, Vector):
@@ -67,10 +75,12 @@ def evaluate_range(store: SeriesStore, promql: str, start_ms: int, end_ms: int,
     return out
 
 
-def evaluate_instant(store: SeriesStore, promql: str, t_ms: int) -> Vector | Scalar | String | Matrix:
+def evaluate_instant(store: SeriesStore, promql: str, t_ms: int,
+                     version: str = DEFAULT_VERSION) -> Vector | Scalar | String | Matrix:
     """Evaluate an instant query; vector rows come in Prometheus's output order."""
-    node = parse(promql)
-    val = Evaluator(store, np.array([t_ms], dtype="int64"), start_ms=t_ms, end_ms=t_ms).eval(node)
+    node = parse(promql, version)
+    val = Evaluator(store, np.array([t_ms], dtype="int64"), start_ms=t_ms, end_ms=t_ms,
+                    version=version).eval(node)
     if isinstance(val, Vector):
         keep = np.flatnonzero(val.m[:, 0])
         top = _strip(node)
@@ -79,26 +89,27 @@ def evaluate_instant(store: SeriesStore, promql: str, t_ms: int) -> Vector | Sca
         vals = val.v[keep, 0]
         if name in ("sort", "topk", "sort_desc", "bottomk"):
             desc = name in ("sort_desc", "topk")
-            nan_first = np.isnan(vals)
-            key = np.where(nan_first, 0, -vals if desc else vals)
-            keep = keep[np.lexsort((key, ~nan_first))] if name.startswith("sort") else keep[
-                np.lexsort((key, nan_first))]
+            # NaN sorts last in sort, sort_desc, topk and bottomk alike.
+            nan = np.isnan(vals)
+            key = np.where(nan, 0, -vals if desc else vals)
+            keep = keep[np.lexsort((key, nan))]
         val = Vector([val.labels[i] for i in keep], val.v[keep], val.m[keep])
     return val
 
 
-def range_query(store: SeriesStore, promql: str, start_ms: int, end_ms: int, step_ms: int) -> dict[str, Any]:
+def range_query(store: SeriesStore, promql: str, start_ms: int, end_ms: int, step_ms: int,
+                version: str = DEFAULT_VERSION) -> dict[str, Any]:
     """The `data` object of /api/v1/query_range."""
     result = []
-    for labels, t, v in evaluate_range(store, promql, start_ms, end_ms, step_ms):
+    for labels, t, v in evaluate_range(store, promql, start_ms, end_ms, step_ms, version):
         result.append({"metric": dict(labels),
                        "values": [[_ts(x), s] for x, s in zip(t.tolist(), format_values(v))]})
     return {"resultType": "matrix", "result": result}
 
 
-def instant_query(store: SeriesStore, promql: str, t_ms: int) -> dict[str, Any]:
+def instant_query(store: SeriesStore, promql: str, t_ms: int, version: str = DEFAULT_VERSION) -> dict[str, Any]:
     """The `data` object of /api/v1/query."""
-    return to_api_data(evaluate_instant(store, promql, t_ms), t_ms)
+    return to_api_data(evaluate_instant(store, promql, t_ms, version), t_ms)
 
 
 def to_api_data(val: Vector | Scalar | String | Matrix, t_ms: int) -> dict[str, Any]:

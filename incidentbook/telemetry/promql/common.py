@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -32,14 +33,83 @@ def unsupported(thing: str) -> UnsupportedQuery:
                             "or rewrite the query with supported functions")
 
 
-def parse(promql: str) -> Any:
-    """Parse PromQL, turning parser errors into BadInput with the parser's message."""
+# The Prometheus major versions whose semantics replay follows.
+VERSIONS = ("3", "2")
+DEFAULT_VERSION = "3"
+# A subquery without a step (`x[1h:]`) uses the global evaluation interval, 1m by default.
+SUBQUERY_STEP_MS = 60_000
+
+# Functions and aggregations Prometheus 2.x does not have (added in 3.x).
+ONLY_IN_3 = frozenset({
+    "double_exponential_smoothing", "limitk", "limit_ratio", "sort_by_label", "sort_by_label_desc",
+    "mad_over_time", "ts_of_min_over_time", "ts_of_max_over_time", "ts_of_last_over_time",
+    "ts_of_first_over_time", "first_over_time", "info",
+})
+
+_TOKEN = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`|#[^\n]*)|([A-Za-z_][A-Za-z0-9_:]*)""")
+
+
+def _identifiers(promql: str) -> list[tuple[str, int, int]]:
+    """Identifiers outside string literals and comments, with their spans."""
+    return [(m.group(2), m.start(2), m.end(2)) for m in _TOKEN.finditer(promql) if m.group(2)]
+
+
+def _names_used(node: Any) -> set[str]:
+    """Names of every function and aggregation operator in a parsed expression."""
+    out: set[str] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        kind = type(n).__name__
+        if kind == "Call":
+            out.add(n.func.name)
+            stack.extend(n.args)
+        elif kind == "AggregateExpr":
+            out.add(str(n.op))
+            stack.append(n.expr)
+            if n.param is not None:
+                stack.append(n.param)
+        elif kind == "BinaryExpr":
+            stack += [n.lhs, n.rhs]
+        elif kind in ("ParenExpr", "UnaryExpr", "SubqueryExpr"):
+            stack.append(n.expr)
+    return out
+
+
+def parse(promql: str, version: str = DEFAULT_VERSION) -> Any:
+    """Parse PromQL as Prometheus `version` would, turning parser errors into BadInput.
+
+    Prometheus 2.x has `holt_winters`, which 3.x renamed `double_exponential_smoothing`; a
+    function the chosen version lacks is refused as that Prometheus refuses it.
+    """
+    text = promql
+    if version == "2":
+        idents = _identifiers(promql)
+        for name, _a, _b in idents:
+            if name in ONLY_IN_3 and promql[_b:].lstrip().startswith("("):
+                raise BadInput(f'bad PromQL {promql!r}: parse error: unknown function with name "{name}" '
+                               'in Prometheus 2.x; set [replay] promql = "3" if the source runs 3.x')
+        for name, a, b in reversed(idents):
+            if name == "holt_winters":
+                text = text[:a] + "double_exponential_smoothing" + text[b:]
     try:
-        return promql_parser.parse(promql)
+        node = promql_parser.parse(text)
     except ValueError as e:
-        if "unknown function with name 'holt_winters'" in str(e):
-            raise unsupported("function holt_winters()") from None
-        raise BadInput(f"bad PromQL {promql!r}: {e}") from None
+        msg = str(e).replace("double_exponential_smoothing", "holt_winters") if text != promql else str(e)
+        raise BadInput(f"bad PromQL {promql!r}: {msg}") from None
+    if version == "2":
+        bad = (_names_used(node) & ONLY_IN_3) - {"double_exponential_smoothing"}
+        if bad:
+            name = sorted(bad)[0]
+            raise BadInput(f'bad PromQL {promql!r}: parse error: unknown function with name "{name}" '
+                           'in Prometheus 2.x; set [replay] promql = "3" if the source runs 3.x')
+    return node
+
+
+def _strip_parens(node: Any) -> Any:
+    while type(node).__name__ == "ParenExpr":
+        node = node.expr
+    return node
 
 
 def _ms(td: timedelta | None) -> int:

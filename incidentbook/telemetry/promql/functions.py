@@ -14,8 +14,8 @@ from incidentbook.telemetry.promql.common import (
     Value,
     _empty_vector,
     _go_parse_float,
-    _ms,
     _strict_unique,
+    _strip_parens,
     _valid_label_name,
     unsupported,
 )
@@ -65,32 +65,30 @@ class Functions:
     def _range_call(self, name: str, args: list[Any]) -> Value:
         fn, arg_pos = _RANGE_FUNCS[name]
         extra = [self._scalar_arg(a) for i, a in enumerate(args) if i != arg_pos]
-        msel = args[arg_pos]
-        if type(msel).__name__ == "MatrixSelector" and msel.vector_selector.at is not None and name in (
-                "rate", "increase", "delta", "irate", "idelta"):
-            raise unsupported(f"the @ modifier inside {name}()")
+        msel = _strip_parens(args[arg_pos])
+        bounds = self._bounds(msel)
         if name == "absent_over_time":
-            return self._absent(msel.vector_selector if type(msel).__name__ == "MatrixSelector" else msel,
-                                self._windows(msel), windows=True)
-        if name in _ENDPOINT_FUNCS and self.store.resets_finite:
-            return self._endpoint_call(name, msel)
+            vs = msel.vector_selector if type(msel).__name__ == "MatrixSelector" else msel
+            return self._absent(vs, self._windows(bounds), windows=True)
+        if name in _ENDPOINT_FUNCS and bounds.store.resets_finite:
+            return self._endpoint_call(name, bounds)
         labels: list[Labels] = []
         vals, masks = [], []
-        for ls, W, Wt, M, cnt, rstart, rend in self._windows(msel):
-            ctx = _Ctx(W, Wt, M, cnt, rstart, rend, self.times, extra)
+        keep_name = name in ("last_over_time", "first_over_time")
+        for ls, W, Wt, M, cnt, rstart, rend in self._windows(bounds):
+            ctx = _Ctx(W, Wt, M, cnt, rstart, rend, self.times, extra, self.version)
             v, ok = fn(ctx)
-            labels.extend(ls if name == "last_over_time" else [drop_name(x) for x in ls])
+            labels.extend(ls if keep_name else [drop_name(x) for x in ls])
             vals.append(v)
             masks.append(ok)
         if not labels:
             return _empty_vector(self.T)
         return _strict_unique(Vector(labels, np.concatenate(vals), np.concatenate(masks)))
 
-    def _endpoint_call(self, name: str, msel: Any) -> Value:
+    def _endpoint_call(self, name: str, b: Any) -> Value:
         """rate/increase/delta/irate/idelta from window end points and a cumulative reset sum:
         O(series × steps) whatever the window length."""
-        st = self.store
-        sids, lo, cnt, rstart, rend = self._bounds(msel)
+        st, sids, lo, cnt = b.store, b.sids, b.lo, b.cnt
         if not len(sids):
             return _empty_vector(self.T)
         # Where a window is empty its indices may point past the end; they are masked out anyway.
@@ -112,7 +110,8 @@ class Functions:
                 counter = name != "delta"
                 corr = (st.reset_cumsum[last_i] - st.reset_cumsum[lo]) if counter else 0.0
                 val = _extrapolate(st.values[lo], st.values[last_i], st.times[lo], st.times[last_i], cnt, corr,
-                                   rstart, rend, _ms(msel.range) / 1000.0, counter, name == "rate")
+                                   b.rstart, b.ref, b.range_ms / 1000.0, counter, name == "rate",
+                                   self.version)
         labels = [drop_name(st.labels[s]) for s in sids]
         return _strict_unique(Vector(labels, val, ok))
 
@@ -285,13 +284,13 @@ class Functions:
 
         vec = self._vector_arg(a[0])
         dst, repl, src, regex = (self._string_arg(x) for x in a[1:5])
-        rx = compile_regex(regex)
+        rx = compile_regex(regex, self.version)
         if not _valid_label_name(dst):
             raise BadInput(f"invalid destination label name in label_replace(): {dst!r}")
         out = []
         for ls in vec.labels:
             d = dict(ls)
-            m = rx.match(d.get(src, ""))
+            m = rx.fullmatch(d.get(src, ""))
             if m is not None:
                 res = _go_expand(repl, m)
                 if res:

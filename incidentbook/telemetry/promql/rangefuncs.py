@@ -15,8 +15,10 @@ class _Ctx:
     """What a range function sees: windows (S,T,K), counts (S,T), range bounds, extra args."""
 
     def __init__(self, W: np.ndarray, Wt: np.ndarray, M: np.ndarray, cnt: np.ndarray,
-                 rstart: np.ndarray, rend: np.ndarray, times: np.ndarray, extra: list[np.ndarray]):
+                 rstart: np.ndarray, rend: np.ndarray, times: np.ndarray, extra: list[np.ndarray],
+                 version: str = "3"):
         self.W, self.Wt, self.M, self.cnt = W, Wt, M, cnt
+        self.version = version
         self.rstart, self.rend, self.times, self.extra = rstart, rend, times, extra
         self.range_s = float((rend[0] - rstart[0]) / 1000.0) if len(rend) else 0.0
 
@@ -39,14 +41,20 @@ def _extrapolated(c: _Ctx, counter: bool, rate: bool) -> tuple[np.ndarray, np.nd
         with np.errstate(invalid="ignore"):
             corr = np.where(c.M[..., 1:] & (cur < prev), prev, 0.0).sum(axis=-1)
     val = _extrapolate(c.W[..., 0], c.last, c.Wt[..., 0], c.last_t, c.cnt, corr, c.rstart, c.rend,
-                       c.range_s, counter, rate)
+                       c.range_s, counter, rate, c.version)
     return val, c.cnt >= 2
 
 
 def _extrapolate(first: np.ndarray, last: np.ndarray, ft: np.ndarray, lt: np.ndarray, cnt: np.ndarray,
                  corr: np.ndarray | float, rstart: np.ndarray, rend: np.ndarray, range_s: float,
-                 counter: bool, rate: bool) -> np.ndarray:
-    """Prometheus's extrapolatedRate: (last - first + resets), extrapolated towards the range edges."""
+                 counter: bool, rate: bool, version: str = "3") -> np.ndarray:
+    """Prometheus's extrapolatedRate: (last - first + resets), extrapolated towards the range edges.
+
+    Both versions extrapolate to an edge when the first/last sample is within 1.1 average sample
+    intervals of it, else by half an interval; a counter is never extrapolated below zero. 2.x
+    clamps to the zero point before that threshold test, 3.x after it (so in 3.x the zero point
+    also limits the half-interval case).
+    """
     with np.errstate(all="ignore"):
         result = last - first
         if counter:
@@ -55,11 +63,19 @@ def _extrapolate(first: np.ndarray, last: np.ndarray, ft: np.ndarray, lt: np.nda
         dend = (rend[None, :] - lt) / 1000.0
         sampled = (lt - ft) / 1000.0
         avg = sampled / (cnt - 1)
+        thr = avg * 1.1
         if counter:
             dzero = sampled * (first / result)
-            dstart = np.where((result > 0) & (first >= 0) & (dzero < dstart), dzero, dstart)
-        thr = avg * 1.1
-        ext = sampled + np.where(dstart < thr, dstart, avg / 2) + np.where(dend < thr, dend, avg / 2)
+            clamp = (result > 0) & (first >= 0)
+        if version == "2":
+            if counter:
+                dstart = np.where(clamp & (dzero < dstart), dzero, dstart)
+            dstart = np.where(dstart < thr, dstart, avg / 2)
+        else:
+            dstart = np.where(dstart >= thr, avg / 2, dstart)
+            if counter:
+                dstart = np.where(clamp & (dzero < dstart), dzero, dstart)
+        ext = sampled + dstart + np.where(dend < thr, dend, avg / 2)
         factor = ext / sampled
         if rate:
             factor = factor / range_s
