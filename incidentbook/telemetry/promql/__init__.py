@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -93,8 +94,30 @@ def evaluate_instant(store: SeriesStore, promql: str, t_ms: int,
             nan = np.isnan(vals)
             key = np.where(nan, 0, -vals if desc else vals)
             keep = keep[np.lexsort((key, nan))]
+        elif name in ("sort_by_label", "sort_by_label_desc"):
+            keep = _sort_by_label(top, val, keep, desc=name.endswith("_desc"))
         val = Vector([val.labels[i] for i in keep], val.v[keep], val.m[keep])
     return val
+
+
+def _natural_key(value: str) -> tuple[tuple[int, int | str], ...]:
+    """Natural order: runs of digits compare as numbers, the rest as text."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part)
+                 for part in re.findall(r"\d+|\D+", value))
+
+
+def _sort_by_label(call: Any, val: Vector, keep: np.ndarray, desc: bool) -> np.ndarray:
+    """Rows of an instant vector in sort_by_label order: the named labels in natural order, then
+    the full label set."""
+    names = []
+    for arg in call.args[1:]:
+        arg = _strip(arg)
+        if type(arg).__name__ != "StringLiteral":
+            raise BadInput("sort_by_label() takes label names as string literals")
+        names.append(arg.val)
+    rows = sorted(keep.tolist(), key=lambda i: (tuple(_natural_key(dict(val.labels[i]).get(n, "")) for n in names),
+                                               val.labels[i]), reverse=desc)
+    return np.array(rows, dtype=int)
 
 
 def range_query(store: SeriesStore, promql: str, start_ms: int, end_ms: int, step_ms: int,

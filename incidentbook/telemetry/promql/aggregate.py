@@ -13,6 +13,8 @@ from incidentbook.telemetry.promql.common import (
     _empty_vector,
     _quantile_sorted,
     _valid_label_name,
+    kahan_add,
+    kahan_result,
     unsupported,
 )
 from incidentbook.telemetry.promql.storage import Labels
@@ -22,7 +24,19 @@ from incidentbook.telemetry.promql.values import (
 )
 
 _AGG_OPS = {"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "topk", "bottomk",
-            "quantile", "count_values"}
+            "quantile", "count_values", "limitk", "limit_ratio"}
+
+
+def _group_kahan(V: np.ndarray, M: np.ndarray, sg: np.ndarray, starts: np.ndarray, G: int) -> np.ndarray:
+    """Compensated per-group sums of rows sorted by group (`sg`), in input order within a group."""
+    pos = np.arange(len(sg)) - starts[sg]
+    s = np.zeros((G, V.shape[1]))
+    c = np.zeros((G, V.shape[1]))
+    for k in range(int(pos.max()) + 1 if len(pos) else 0):
+        rows = np.flatnonzero(pos == k)  # at most one row per group
+        g = sg[rows]
+        s[g], c[g] = kahan_add(s[g], c[g], np.where(M[rows], V[rows], 0.0))
+    return kahan_result(s, c)
 
 
 
@@ -38,7 +52,7 @@ class Aggregations:
         by = mod is None or str(mod.type).endswith("By")
         names = list(mod.labels) if mod is not None else []
         param: Any = None
-        if op in ("topk", "bottomk", "quantile"):
+        if op in ("topk", "bottomk", "quantile", "limitk", "limit_ratio"):
             param = self._scalar_arg(node.param)
         elif op == "count_values":
             param = self._string_arg(node.param)
@@ -63,8 +77,13 @@ class Aggregations:
         G = len(keys)
         if G == 0:
             return _empty_vector(self.T)
-        if op in ("topk", "bottomk"):
-            return self._topk(vec, gids, G, param, op == "topk")
+        if op in ("topk", "bottomk", "limitk"):
+            k = self._k_param(param)
+            if op == "limitk":
+                return self._limitk(vec, gids, G, k)
+            return self._topk(vec, gids, G, k, op == "topk")
+        if op == "limit_ratio":
+            raise unsupported("limit_ratio (it samples series by Prometheus's label hash)")
         order = np.argsort(gids, kind="stable")
         sg = gids[order]
         starts = np.flatnonzero(np.r_[True, sg[1:] != sg[:-1]])
@@ -72,12 +91,22 @@ class Aggregations:
         cnt = np.add.reduceat(M.astype("int64"), starts, axis=0)
         present = cnt > 0
         with np.errstate(all="ignore"):
-            if op in ("sum", "avg", "stddev", "stdvar"):
+            if op in ("stddev", "stdvar") or (op == "sum" and self.version == "2"):
+                # Prometheus 2.x adds plainly; 3.x compensates (Kahan) in sum and avg.
                 total = np.add.reduceat(np.where(M, V, 0.0), starts, axis=0)
+            elif op in ("sum", "avg"):
+                total = _group_kahan(V, M, sg, starts, G)
             if op == "sum":
                 res = total
             elif op == "avg":
                 res = total / cnt
+                # A sum that overflows although no input is infinite: Prometheus then takes an
+                # incremental mean, which stays finite; sum(v / n) is that mean up to rounding.
+                inf_in = np.add.reduceat(np.where(M, np.isinf(V), False).astype("int64"), starts, axis=0) > 0
+                over = np.isinf(res) & ~inf_in
+                if over.any():
+                    scaled = np.where(M, V / cnt[sg], 0.0)
+                    res = np.where(over, _group_kahan(scaled, M, sg, starts, G), res)
             elif op == "count":
                 res = cnt.astype(float)
             elif op == "group":
@@ -104,8 +133,29 @@ class Aggregations:
         # reduceat groups come out in group-id order, which is first-appearance order.
         return Vector(keys, res, present)
 
-    def _topk(self, vec: Vector, gids: np.ndarray, G: int, k: np.ndarray, top: bool) -> Value:
-        kk = np.where(np.isnan(k), 0, np.trunc(k)).astype("int64") if len(k) else k
+    def _k_param(self, k: np.ndarray) -> np.ndarray:
+        """topk/bottomk/limitk's k per step as an integer, refused as Prometheus refuses it."""
+        if self.version == "3":
+            if np.isnan(k).any():
+                raise BadInput("Parameter value is NaN; give k as a number")
+            if (k <= -(2.0 ** 63)).any():
+                raise BadInput(f"Scalar value {float(k.min())} underflows int64; give a smaller k")
+        if (k >= 2.0 ** 63).any():
+            raise BadInput(f"Scalar value {float(k.max())} overflows int64; give a smaller k")
+        # Prometheus 2.x converts NaN to int64 as Go does on amd64 (the minimum): no series.
+        return np.where(np.isnan(k), -1, np.trunc(k)).astype("int64")
+
+    def _limitk(self, vec: Vector, gids: np.ndarray, G: int, kk: np.ndarray) -> Value:
+        """limitk: the first k present series of each group (ordered by labels), values unchanged."""
+        sel = np.zeros_like(vec.m)
+        for g in range(G):
+            rows = np.flatnonzero(gids == g)
+            rows = np.array(sorted(rows.tolist(), key=lambda r: vec.labels[r]), dtype=int)
+            rank = np.cumsum(vec.m[rows], axis=0)
+            sel[rows] = vec.m[rows] & (rank <= kk[None, :])
+        return Vector(vec.labels, vec.v, sel)
+
+    def _topk(self, vec: Vector, gids: np.ndarray, G: int, kk: np.ndarray, top: bool) -> Value:
         sel = np.zeros_like(vec.m)
         for g in range(G):
             rows = np.flatnonzero(gids == g)

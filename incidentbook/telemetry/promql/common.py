@@ -210,3 +210,27 @@ def _go_parse_float(s: str) -> float:
 
 def _fmt_labels(ls: Labels) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in ls) + "}"
+
+
+def kahan_add(s: np.ndarray, c: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One step of Prometheus's Kahan-Neumaier summation (kahanSumInc), elementwise."""
+    with np.errstate(all="ignore"):
+        t = s + x
+        big = np.abs(s) >= np.abs(x)
+        c = np.where(np.isinf(t), 0.0, c + np.where(big, (s - t) + x, (x - t) + s))
+    return t, c
+
+
+def kahan_result(s: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The compensated sum: the running sum plus its correction (unless it overflowed)."""
+    with np.errstate(all="ignore"):
+        return np.where(np.isinf(s), s, s + c)
+
+
+def kahan_sum_last(W: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """Compensated sum over the last axis of the present values (absent ones add nothing)."""
+    s = np.zeros(W.shape[:-1])
+    c = np.zeros(W.shape[:-1])
+    for k in range(W.shape[-1]):
+        s, c = kahan_add(s, c, np.where(M[..., k], W[..., k], 0.0))
+    return kahan_result(s, c)

@@ -326,28 +326,34 @@ class Functions:
     def _fn_histogram_quantile(self, a: list[Any]) -> Value:
         q = self._scalar_arg(a[0])
         vec = self._vector_arg(a[1])
+        # Buckets group by every label but `le` (the metric name included); the result drops the
+        # name, so two histograms differing only in name collide, and Prometheus refuses that.
         groups: dict[Labels, list[tuple[float, int]]] = {}
-        order: list[Labels] = []
         for i, ls in enumerate(vec.labels):
             d = dict(ls)
             try:
                 ub = float(_go_parse_float(d.get("le", "")))
             except ValueError:
                 continue
-            key = tuple(p for p in ls if p[0] not in ("__name__", "le"))
-            if key not in groups:
-                groups[key] = []
-                order.append(key)
-            groups[key].append((ub, i))
+            groups.setdefault(tuple(p for p in ls if p[0] != "le"), []).append((ub, i))
         out_l, out_v, out_m = [], [], []
-        for key in order:
-            v, m = _bucket_quantile(q, groups[key], vec.v, vec.m)
-            out_l.append(key)
+        for key, buckets in groups.items():
+            v, m = _bucket_quantile(q, buckets, vec.v, vec.m)
+            out_l.append(drop_name(key))
             out_v.append(v)
             out_m.append(m)
         if not out_l:
             return _empty_vector(self.T)
-        return Vector(out_l, np.array(out_v), np.array(out_m))
+        return merge_rows(out_l, np.array(out_v), np.array(out_m))
+
+    def _fn_sort_by_label(self, a: list[Any]) -> Value:
+        return self._vector_arg(a[0])  # the order is applied to the instant result
+
+    def _fn_sort_by_label_desc(self, a: list[Any]) -> Value:
+        return self._vector_arg(a[0])
+
+    def _fn_info(self, a: list[Any]) -> Value:
+        raise unsupported("info() (it joins target_info series; write the join with group_left instead)")
 
 
 # Elementwise math functions beyond the ones with their own methods (Prometheus drops __name__).

@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from incidentbook.errors import BadInput
 from incidentbook.telemetry.promql.common import (
     _quantile_sorted,
+    kahan_sum_last,
 )
 
 
@@ -128,12 +130,73 @@ def _masked(c: _Ctx, fill: float) -> np.ndarray:
 
 
 def _sum_ot(c: _Ctx) -> tuple[np.ndarray, np.ndarray]:
-    return _masked(c, 0.0).sum(-1), c.cnt >= 1
+    return kahan_sum_last(c.W, c.M), c.cnt >= 1
 
 
 def _avg_ot(c: _Ctx) -> tuple[np.ndarray, np.ndarray]:
+    """Compensated mean; where the sum overflows though no sample is infinite, the mean of v/n
+    (Prometheus switches to an incremental mean there)."""
     with np.errstate(all="ignore"):
-        return _masked(c, 0.0).sum(-1) / c.cnt, c.cnt >= 1
+        res = kahan_sum_last(c.W, c.M) / c.cnt
+        over = np.isinf(res) & ~(c.M & np.isinf(c.W)).any(-1)
+        if over.any():
+            res = np.where(over, kahan_sum_last(c.W / c.cnt[..., None], c.M), res)
+        return res, c.cnt >= 1
+
+
+def _mad_ot(c: _Ctx) -> tuple[np.ndarray, np.ndarray]:
+    """Median absolute deviation: the median of |v - median(v)| over the window."""
+    S, T, K = c.W.shape
+    half = np.full(S * T, 0.5)
+    W = c.W.reshape(S * T, K).T
+    M = c.M.reshape(S * T, K).T
+    med, ok = _quantile_sorted(half, W, M)
+    with np.errstate(invalid="ignore"):
+        dev = np.abs(W - med[None, :])
+    res, _ = _quantile_sorted(half, dev, M)
+    return res.reshape(S, T), ok.reshape(S, T)
+
+
+def _ts_of(c: _Ctx, which: str) -> tuple[np.ndarray, np.ndarray]:
+    """Timestamp (seconds) of the window's min, max, first or last sample (the last of equal ones)."""
+    K = c.W.shape[-1]
+    if which == "last":
+        pos = c.cnt - 1
+    elif which == "first":
+        pos = np.zeros_like(c.cnt)
+    else:
+        # Prometheus keeps the latest sample among equal extremes, and skips NaN unless all are NaN.
+        fill = np.inf if which == "min" else -np.inf
+        vals = np.where(c.M & ~np.isnan(c.W), c.W, fill)
+        rev = vals[..., ::-1]
+        pos = K - 1 - (np.argmin(rev, axis=-1) if which == "min" else np.argmax(rev, axis=-1))
+        allnan = ~(c.M & ~np.isnan(c.W)).any(-1)
+        pos = np.where(allnan, c.cnt - 1, pos)
+    return c.at(c.Wt, pos) / 1000.0, c.cnt >= 1
+
+
+def _des(c: _Ctx) -> tuple[np.ndarray, np.ndarray]:
+    """double_exponential_smoothing (holt_winters in 2.x): level and trend smoothed with factors
+    sf and tf in (0, 1), over the window's samples in order."""
+    sf, tf = c.extra[0], c.extra[1]
+    if ((sf <= 0) | (sf >= 1)).any():
+        raise BadInput(f"invalid smoothing factor. Expected: 0 < sf < 1, got: {float(sf[((sf <= 0) | (sf >= 1))][0])}")
+    if ((tf <= 0) | (tf >= 1)).any():
+        raise BadInput(f"invalid trend factor. Expected: 0 < tf < 1, got: {float(tf[((tf <= 0) | (tf >= 1))][0])}")
+    S, T, K = c.W.shape
+    sfv, tfv = sf[None, :], tf[None, :]
+    with np.errstate(all="ignore"):
+        s0 = c.W[..., 0]
+        b = c.W[..., 1] - c.W[..., 0] if K > 1 else np.zeros((S, T))
+        s1 = s0
+        for k in range(1, K):
+            live = c.M[..., k]
+            if k > 1:
+                b = np.where(live, tfv * (s1 - s0) + (1 - tfv) * b, b)
+            x = c.W[..., k]
+            nxt = sfv * x + (1 - sfv) * (s1 + b)
+            s0, s1 = np.where(live, s1, s0), np.where(live, nxt, s1)
+    return s1, c.cnt >= 2
 
 
 def _var_ot(c: _Ctx) -> np.ndarray:
@@ -184,6 +247,13 @@ _RANGE_FUNCS: dict[str, tuple[Callable[[_Ctx], tuple[np.ndarray, np.ndarray]], i
     "stddev_over_time": (lambda c: (np.sqrt(_var_ot(c)), c.cnt >= 1), 0),
     "quantile_over_time": (_quantile_ot, 1),
     "absent_over_time": (lambda c: (c.cnt, c.cnt), 0),
+    "mad_over_time": (_mad_ot, 0),
+    "first_over_time": (lambda c: (c.W[..., 0], c.cnt >= 1), 0),
+    "ts_of_min_over_time": (lambda c: _ts_of(c, "min"), 0),
+    "ts_of_max_over_time": (lambda c: _ts_of(c, "max"), 0),
+    "ts_of_first_over_time": (lambda c: _ts_of(c, "first"), 0),
+    "ts_of_last_over_time": (lambda c: _ts_of(c, "last"), 0),
+    "double_exponential_smoothing": (_des, 0),
 }
 
 _ENDPOINT_FUNCS = {"rate", "increase", "delta", "irate", "idelta"}
