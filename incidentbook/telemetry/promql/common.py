@@ -54,26 +54,59 @@ def _identifiers(promql: str) -> list[tuple[str, int, int]]:
     return [(m.group(2), m.start(2), m.end(2)) for m in _TOKEN.finditer(promql) if m.group(2)]
 
 
+# Bounds on what one query may be: deeper expressions would exhaust the evaluator's stack.
+MAX_QUERY_CHARS = 64 * 1024
+MAX_DEPTH = 200
+
+
 def _names_used(node: Any) -> set[str]:
-    """Names of every function and aggregation operator in a parsed expression."""
+    """Names of every function and aggregation operator in a parsed expression.
+
+    Raises BadInput if the expression nests deeper than MAX_DEPTH."""
     out: set[str] = set()
-    stack = [node]
+    stack = [(node, 1)]
     while stack:
-        n = stack.pop()
+        n, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BadInput(f"PromQL expression nests deeper than {MAX_DEPTH} levels; simplify the query")
         kind = type(n).__name__
+        kids: list[Any] = []
         if kind == "Call":
             out.add(n.func.name)
-            stack.extend(n.args)
+            kids = list(n.args)
         elif kind == "AggregateExpr":
             out.add(str(n.op))
-            stack.append(n.expr)
-            if n.param is not None:
-                stack.append(n.param)
+            kids = [n.expr] + ([n.param] if n.param is not None else [])
         elif kind == "BinaryExpr":
-            stack += [n.lhs, n.rhs]
+            kids = [n.lhs, n.rhs]
         elif kind in ("ParenExpr", "UnaryExpr", "SubqueryExpr"):
-            stack.append(n.expr)
+            kids = [n.expr]
+        stack.extend((k, depth + 1) for k in kids)
     return out
+
+
+def _paren_depth(promql: str) -> int:
+    """The deepest nesting of ( [ { outside string literals (checked before parsing)."""
+    depth = best = 0
+    quote = ""
+    i = 0
+    while i < len(promql):
+        ch = promql[i]
+        if quote:
+            if ch == "\\" and quote != "`":
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'`":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in ")]}":
+            depth -= 1
+        i += 1
+    return best
 
 
 def parse(promql: str, version: str = DEFAULT_VERSION) -> Any:
@@ -82,6 +115,11 @@ def parse(promql: str, version: str = DEFAULT_VERSION) -> Any:
     Prometheus 2.x has `holt_winters`, which 3.x renamed `double_exponential_smoothing`; a
     function the chosen version lacks is refused as that Prometheus refuses it.
     """
+    if len(promql) > MAX_QUERY_CHARS:
+        raise BadInput(f"PromQL query of {len(promql):,} characters is longer than {MAX_QUERY_CHARS:,}; "
+                       "shorten it")
+    if _paren_depth(promql) > MAX_DEPTH:
+        raise BadInput(f"PromQL expression nests deeper than {MAX_DEPTH} levels; simplify the query")
     text = promql
     if version == "2":
         idents = _identifiers(promql)
@@ -96,9 +134,11 @@ def parse(promql: str, version: str = DEFAULT_VERSION) -> Any:
         node = promql_parser.parse(text)
     except ValueError as e:
         msg = str(e).replace("double_exponential_smoothing", "holt_winters") if text != promql else str(e)
+        msg = re.sub(r"unknown function with name '([^']*)'", r'parse error: unknown function with name "\1"', msg)
         raise BadInput(f"bad PromQL {promql!r}: {msg}") from None
+    used = _names_used(node)
     if version == "2":
-        bad = (_names_used(node) & ONLY_IN_3) - {"double_exponential_smoothing"}
+        bad = (used & ONLY_IN_3) - {"double_exponential_smoothing"}
         if bad:
             name = sorted(bad)[0]
             raise BadInput(f'bad PromQL {promql!r}: parse error: unknown function with name "{name}" '

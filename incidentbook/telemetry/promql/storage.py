@@ -29,6 +29,8 @@ try:  # RE2, the engine Prometheus's Go regexp follows (linear time, ASCII \\w \
     import re2 as _re2
 
     _RE2_ERROR: type[Exception] = _re2.error
+    _RE2_OPTIONS = _re2.Options()
+    _RE2_OPTIONS.log_errors = False  # the error is raised as BadInput; RE2 need not print it too
 except ImportError:  # pragma: no cover - google-re2 is a dependency; only a broken install lacks it
     _re2 = None
     _RE2_ERROR = re.error
@@ -47,7 +49,7 @@ class Regex:
         wrapped = f"(?s:{pattern})" if version == "3" else f"(?:{pattern})"
         if _re2 is not None:
             try:
-                self._rx = _re2.compile(wrapped)
+                self._rx = _re2.compile(wrapped, options=_RE2_OPTIONS)
             except (_RE2_ERROR, UnicodeEncodeError) as e:
                 raise BadInput(f"invalid regular expression {pattern!r} ({e}); fix the matcher "
                                "(RE2 syntax, as Prometheus uses)") from None
