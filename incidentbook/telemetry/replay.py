@@ -25,6 +25,7 @@ from incidentbook.telemetry.bundle import open_bundle, to_utc
 from incidentbook.telemetry.promql import (
     DEFAULT_VERSION,
     MAX_POINTS,
+    SUBQUERY_STEP_MS,
     VERSIONS,
     SeriesStore,
     evaluate_instant,
@@ -88,16 +89,34 @@ def workspace_version() -> str:
     return str(getattr(replay, "promql", DEFAULT_VERSION))
 
 
+def _positive_seconds(value: Any) -> float | None:
+    """A recorded interval in seconds if it is a sane positive number, else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < float(value) <= 86_400:
+        return float(value)
+    return None
+
+
+def _step_ms(seconds: float | None) -> int:
+    if seconds is None:
+        return SUBQUERY_STEP_MS
+    if not (isinstance(seconds, (int, float)) and 0 < float(seconds) <= 86_400):
+        raise BadInput(f"subquery_step_s {seconds!r} is not a positive number of seconds (up to a day)")
+    return max(1, int(round(float(seconds) * 1000)))
+
+
 class ReplaySource:
     """A MetricsSource over a bundle's `metrics.parquet` (or an in-memory metrics frame).
 
     `promql` ("3" or "2") picks the Prometheus version whose semantics apply; by default the
     version the bundle records, else the workspace's `[replay] promql`, else "3".
+    `subquery_step_s` is the step of subqueries written without one (`x[1h:]`), Prometheus's
+    global evaluation_interval: by default the bundle's recorded one, else 60 s (its default).
     """
 
     name = "replay"
 
-    def __init__(self, bundle_dir: str | Path, *, name: str = "replay", promql: str | None = None) -> None:
+    def __init__(self, bundle_dir: str | Path, *, name: str = "replay", promql: str | None = None,
+                 subquery_step_s: float | None = None) -> None:
         bundle = open_bundle(bundle_dir)
         self.name = name
         self.window: tuple[pd.Timestamp, pd.Timestamp] | None = bundle.window
@@ -107,15 +126,20 @@ class ReplaySource:
             self.promql = check_version(promql)
         else:
             self.promql = version_of(self.prometheus_version) or check_version(workspace_version())
+        if subquery_step_s is None:
+            subquery_step_s = _positive_seconds(recorded.get("evaluation_interval_s"))
+        self.subquery_step_ms = _step_ms(subquery_step_s)
         self.store = SeriesStore.from_frame(bundle.metrics)
 
     @classmethod
     def from_frame(cls, metrics: pd.DataFrame, *, name: str = "replay",
-                   window: tuple[TimeLike, TimeLike] | None = None, promql: str = DEFAULT_VERSION) -> ReplaySource:
+                   window: tuple[TimeLike, TimeLike] | None = None, promql: str = DEFAULT_VERSION,
+                   subquery_step_s: float | None = None) -> ReplaySource:
         """A source over a long-form metrics frame (timestamp, metric, labels JSON, value)."""
         self = cls.__new__(cls)
         self.name = name
         self.promql = check_version(promql)
+        self.subquery_step_ms = _step_ms(subquery_step_s)
         self.prometheus_version = None
         self.store = SeriesStore.from_frame(metrics)
         self.window = (to_utc(window[0]), to_utc(window[1])) if window else None
@@ -124,24 +148,26 @@ class ReplaySource:
     # -------------------------------------------------------------- raw API shape
     def query_range_raw(self, promql: str, start: TimeLike, end: TimeLike, step: Any) -> dict[str, Any]:
         """The /api/v1/query_range `data` object (`resultType` matrix, `result`)."""
-        return range_query(self.store, promql, to_ms(start), to_ms(end), to_step_ms(step), self.promql)
+        return range_query(self.store, promql, to_ms(start), to_ms(end), to_step_ms(step), self.promql,
+                           self.subquery_step_ms)
 
     def query_raw(self, promql: str, time: TimeLike | None = None) -> dict[str, Any]:
         """The /api/v1/query `data` object (vector, scalar, string or matrix)."""
-        return instant_query(self.store, promql, self._default_time(time), self.promql)
+        return instant_query(self.store, promql, self._default_time(time), self.promql,
+                             self.subquery_step_ms)
 
     # ------------------------------------------------------------- DataFrames
     def query_range(self, promql: str, start: TimeLike, end: TimeLike, step: float | None = None) -> pd.DataFrame:
         """A range query as the long metrics frame (timestamp, label columns…, value)."""
         s, e = to_ms(start), to_ms(end)
         step_ms = to_step_ms(step) if step is not None else self.auto_step_ms(s, e)
-        series = evaluate_range(self.store, promql, s, e, step_ms, self.promql)
+        series = evaluate_range(self.store, promql, s, e, step_ms, self.promql, self.subquery_step_ms)
         return _frame(series)
 
     def query(self, promql: str, time: TimeLike | None = None) -> pd.DataFrame:
         """An instant query as the long metrics frame (one row per series; raw samples for a range selector)."""
         t = self._default_time(time)
-        val = evaluate_instant(self.store, promql, t, self.promql)
+        val = evaluate_instant(self.store, promql, t, self.promql, self.subquery_step_ms)
         if isinstance(val, Vector):
             series = [(ls, np.array([t]), val.v[i, :1]) for i, ls in enumerate(val.labels)]
         elif isinstance(val, Scalar):

@@ -14,6 +14,7 @@ from incidentbook.errors import BadInput
 from incidentbook.telemetry.promql.common import (
     DEFAULT_VERSION,
     MAX_POINTS,
+    SUBQUERY_STEP_MS,
     VERSIONS,
     parse,
     unsupported,
@@ -29,7 +30,7 @@ from incidentbook.telemetry.promql.values import (
     format_values,
 )
 
-__all__ = ["DEFAULT_VERSION", "VERSIONS", "SeriesStore", "Series", "evaluate_range", "evaluate_instant", "range_query",
+__all__ = ["DEFAULT_VERSION", "SUBQUERY_STEP_MS", "VERSIONS", "SeriesStore", "Series", "evaluate_range", "evaluate_instant", "range_query",
            "instant_query", "to_api_data"]
 
 # One result series: labels, sample times (ms), values.
@@ -48,7 +49,8 @@ def _strip(node: Any) -> Any:
 
 
 def evaluate_range(store: SeriesStore, promql: str, start_ms: int, end_ms: int,
-                   step_ms: int, version: str = DEFAULT_VERSION) -> list[Series]:
+                   step_ms: int, version: str = DEFAULT_VERSION,
+                   subquery_step_ms: int = SUBQUERY_STEP_MS) -> list[Series]:
     """Evaluate a range query; series sorted by labels, as Prometheus sorts them.
 
     `version` ("3" or "2") is the Prometheus major version whose semantics apply."""
@@ -62,7 +64,8 @@ def evaluate_range(store: SeriesStore, promql: str, start_ms: int, end_ms: int,
                        "try decreasing the query resolution (a larger step)")
     node = parse(promql, version)
     times = start_ms + step_ms * np.arange(n, dtype="int64")
-    val = Evaluator(store, times, start_ms=start_ms, end_ms=end_ms, version=version).eval(node)
+    val = Evaluator(store, times, start_ms=start_ms, end_ms=end_ms, version=version,
+                    subquery_step_ms=subquery_step_ms).eval(node)
     if isinstance(val, Scalar):
         return [((), times, val.v)]
     if not isinstance(val, Vector):
@@ -77,11 +80,12 @@ def evaluate_range(store: SeriesStore, promql: str, start_ms: int, end_ms: int,
 
 
 def evaluate_instant(store: SeriesStore, promql: str, t_ms: int,
-                     version: str = DEFAULT_VERSION) -> Vector | Scalar | String | Matrix:
+                     version: str = DEFAULT_VERSION,
+                     subquery_step_ms: int = SUBQUERY_STEP_MS) -> Vector | Scalar | String | Matrix:
     """Evaluate an instant query; vector rows come in Prometheus's output order."""
     node = parse(promql, version)
     val = Evaluator(store, np.array([t_ms], dtype="int64"), start_ms=t_ms, end_ms=t_ms,
-                    version=version).eval(node)
+                    version=version, subquery_step_ms=subquery_step_ms).eval(node)
     if isinstance(val, Vector):
         keep = np.flatnonzero(val.m[:, 0])
         top = _strip(node)
@@ -121,18 +125,19 @@ def _sort_by_label(call: Any, val: Vector, keep: np.ndarray, desc: bool) -> np.n
 
 
 def range_query(store: SeriesStore, promql: str, start_ms: int, end_ms: int, step_ms: int,
-                version: str = DEFAULT_VERSION) -> dict[str, Any]:
+                version: str = DEFAULT_VERSION, subquery_step_ms: int = SUBQUERY_STEP_MS) -> dict[str, Any]:
     """The `data` object of /api/v1/query_range."""
     result = []
-    for labels, t, v in evaluate_range(store, promql, start_ms, end_ms, step_ms, version):
+    for labels, t, v in evaluate_range(store, promql, start_ms, end_ms, step_ms, version, subquery_step_ms):
         result.append({"metric": dict(labels),
                        "values": [[_ts(x), s] for x, s in zip(t.tolist(), format_values(v))]})
     return {"resultType": "matrix", "result": result}
 
 
-def instant_query(store: SeriesStore, promql: str, t_ms: int, version: str = DEFAULT_VERSION) -> dict[str, Any]:
+def instant_query(store: SeriesStore, promql: str, t_ms: int, version: str = DEFAULT_VERSION,
+                  subquery_step_ms: int = SUBQUERY_STEP_MS) -> dict[str, Any]:
     """The `data` object of /api/v1/query."""
-    return to_api_data(evaluate_instant(store, promql, t_ms, version), t_ms)
+    return to_api_data(evaluate_instant(store, promql, t_ms, version, subquery_step_ms), t_ms)
 
 
 def to_api_data(val: Vector | Scalar | String | Matrix, t_ms: int) -> dict[str, Any]:

@@ -27,6 +27,25 @@ _AGG_OPS = {"sum", "avg", "min", "max", "count", "group", "stddev", "stdvar", "t
             "quantile", "count_values", "limitk", "limit_ratio"}
 
 
+def _group_incremental_mean(V: np.ndarray, M: np.ndarray, sg: np.ndarray, starts: np.ndarray,
+                            G: int) -> np.ndarray:
+    """Prometheus 2.x's avg: mean += v/n - mean/n per sample (never overflows), with its Inf rules."""
+    pos = np.arange(len(sg)) - starts[sg]
+    mean = np.zeros((G, V.shape[1]))
+    n = np.zeros((G, V.shape[1]))
+    with np.errstate(all="ignore"):
+        for k in range(int(pos.max()) + 1 if len(pos) else 0):
+            rows = np.flatnonzero(pos == k)
+            g = sg[rows]
+            live, x = M[rows], V[rows]
+            n[g] = n[g] + live
+            mg = mean[g]
+            keep = np.isinf(mg) & ((np.isinf(x) & ((mg > 0) == (x > 0))) | (~np.isinf(x) & ~np.isnan(x)))
+            upd = mg + (x / n[g] - mg / n[g])  # as Go groups it: mean += v/n - mean/n
+            mean[g] = np.where(live & ~keep, upd, mg)
+    return mean
+
+
 def _group_kahan(V: np.ndarray, M: np.ndarray, sg: np.ndarray, starts: np.ndarray, G: int) -> np.ndarray:
     """Compensated per-group sums of rows sorted by group (`sg`), in input order within a group."""
     pos = np.arange(len(sg)) - starts[sg]
@@ -98,6 +117,8 @@ class Aggregations:
                 total = _group_kahan(V, M, sg, starts, G)
             if op == "sum":
                 res = total
+            elif op == "avg" and self.version == "2":
+                res = _group_incremental_mean(V, M, sg, starts, G)
             elif op == "avg":
                 res = total / cnt
                 # A sum that overflows although no input is infinite: Prometheus then takes an
@@ -135,15 +156,15 @@ class Aggregations:
 
     def _k_param(self, k: np.ndarray) -> np.ndarray:
         """topk/bottomk/limitk's k per step as an integer, refused as Prometheus refuses it."""
-        if self.version == "3":
-            if np.isnan(k).any():
+        if np.isnan(k).any():
+            if self.version == "3":
                 raise BadInput("Parameter value is NaN; give k as a number")
-            if (k <= -(2.0 ** 63)).any():
-                raise BadInput(f"Scalar value {float(k.min())} underflows int64; give a smaller k")
+            raise BadInput("Scalar value NaN overflows int64; give k as a number")
+        if (k <= -(2.0 ** 63)).any():
+            raise BadInput(f"Scalar value {float(k.min())} underflows int64; give a larger k")
         if (k >= 2.0 ** 63).any():
             raise BadInput(f"Scalar value {float(k.max())} overflows int64; give a smaller k")
-        # Prometheus 2.x converts NaN to int64 as Go does on amd64 (the minimum): no series.
-        return np.where(np.isnan(k), -1, np.trunc(k)).astype("int64")
+        return np.trunc(k).astype("int64")
 
     def _limitk(self, vec: Vector, gids: np.ndarray, G: int, kk: np.ndarray) -> Value:
         """limitk: the first k present series of each group (ordered by labels), values unchanged."""

@@ -85,14 +85,18 @@ class Binaries:
         none = np.zeros(self.T, dtype=bool)
         if op == "and":
             r = any_by_sig(rhs)
-            m = np.array([mm & r.get(sig(ls), none) for ls, mm in zip(lhs.labels, lhs.m)]).reshape(lhs.m.shape)
+            m = np.array([mm & r.get(sig(ls), none) for ls, mm in zip(lhs.labels, lhs.m)],
+                         dtype=bool).reshape(lhs.m.shape)
             return Vector(lhs.labels, lhs.v, m)
         if op == "unless":
             r = any_by_sig(rhs)
-            m = np.array([mm & ~r.get(sig(ls), none) for ls, mm in zip(lhs.labels, lhs.m)]).reshape(lhs.m.shape)
+            m = np.array([mm & ~r.get(sig(ls), none) for ls, mm in zip(lhs.labels, lhs.m)],
+                         dtype=bool).reshape(lhs.m.shape)
             return Vector(lhs.labels, lhs.v, m)
         left = any_by_sig(lhs)
-        rm = np.array([mm & ~left.get(sig(ls), none) for ls, mm in zip(rhs.labels, rhs.m)]).reshape(rhs.m.shape)
+        # dtype=bool even when a side is empty: an empty float mask would turn the whole mask to floats.
+        rm = np.array([mm & ~left.get(sig(ls), none) for ls, mm in zip(rhs.labels, rhs.m)],
+                      dtype=bool).reshape(rhs.m.shape)
         return merge_rows(lhs.labels + rhs.labels, np.concatenate([lhs.v, rhs.v]), np.concatenate([lhs.m, rm]))
 
     def _vector_vector(self, op: str, lhs: Vector, rhs: Vector, mod: Any, ret_bool: bool) -> Value:

@@ -9,6 +9,7 @@ import numpy as np
 from incidentbook.errors import BadInput
 from incidentbook.telemetry.promql.common import (
     _quantile_sorted,
+    kahan_add,
     kahan_sum_last,
 )
 
@@ -134,14 +135,31 @@ def _sum_ot(c: _Ctx) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _avg_ot(c: _Ctx) -> tuple[np.ndarray, np.ndarray]:
-    """Compensated mean; where the sum overflows though no sample is infinite, the mean of v/n
-    (Prometheus switches to an incremental mean there)."""
+    """3.x: compensated sum / n; where the sum overflows though no sample is infinite, the mean of
+    v/n (Prometheus switches to an incremental mean there). 2.x: its Kahan incremental mean."""
+    if c.version == "2":
+        return _avg_ot_v2(c), c.cnt >= 1
     with np.errstate(all="ignore"):
         res = kahan_sum_last(c.W, c.M) / c.cnt
         over = np.isinf(res) & ~(c.M & np.isinf(c.W)).any(-1)
         if over.any():
             res = np.where(over, kahan_sum_last(c.W / c.cnt[..., None], c.M), res)
         return res, c.cnt >= 1
+
+
+def _avg_ot_v2(c: _Ctx) -> np.ndarray:
+    """Prometheus 2.x's avg_over_time: mean, comp = kahanSumInc(v/n - mean/n, mean, comp)."""
+    mean = np.zeros(c.cnt.shape)
+    comp = np.zeros(c.cnt.shape)
+    with np.errstate(all="ignore"):
+        for k in range(c.W.shape[-1]):
+            live, x = c.M[..., k], c.W[..., k]
+            n = float(k + 1)  # samples fill each window from index 0, so this is the count so far
+            keep = np.isinf(mean) & ((np.isinf(x) & ((mean > 0) == (x > 0))) | (~np.isinf(x) & ~np.isnan(x)))
+            t, cc = kahan_add(mean, comp, x / n - mean / n)
+            upd = live & ~keep
+            mean, comp = np.where(upd, t, mean), np.where(upd, cc, comp)
+        return np.where(np.isinf(mean), mean, mean + comp)
 
 
 def _mad_ot(c: _Ctx) -> tuple[np.ndarray, np.ndarray]:
