@@ -96,7 +96,7 @@ class LibraryConfig(_Section):
 
 
 class ReplayConfig(_Section):
-    # PromQL semantics of replayed bundles that do not record their Prometheus version.
+    # PromQL semantics ("3" or "2") of replayed bundles that do not record their Prometheus version
     promql: Literal["3", "2"] = "3"
 
 
