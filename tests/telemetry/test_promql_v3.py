@@ -36,6 +36,7 @@ SERIES = [
     # a counter with two samples late in a 5m window: 25 at T0+200, 55 at T0+260
     ("c_total", {}, [(T0 + 200, 25.0), (T0 + 260, 55.0)]),
     ("once", {}, [(T0, 1.0)]),
+    ("late", {}, [(T0 + 420, 2.0)]),
     ("w", {"l": "abc"}, [(T0, 1.0)]),
     ("w", {"l": "äbc"}, [(T0, 1.0)]),
     ("w", {"l": "١٢"}, [(T0, 1.0)]),
@@ -312,3 +313,30 @@ def test_bad_version_setting_is_one_line(tmp_path: Path, monkeypatch: pytest.Mon
                                        ("1.8.2", "2"), ("", None), ("main", None), (None, None)])
 def test_version_of(text: str | None, want: str | None) -> None:
     assert version_of(text) == want
+
+
+def test_query_shape_functions_of_3(v3: ReplaySource, v2: ReplaySource) -> None:
+    """step() is the query step (0 for an instant query), range() end - start, start()/end()
+    the query's bounds; min_of/max_of pick between two scalars. From T0 to T0+120 every 60 s:
+    step 60, range 120."""
+    data = v3.query_range_raw("vector(step()) + vector(range())", T0, T0 + 120, 60)
+    assert [v for _, v in data["result"][0]["values"]] == ["180", "180", "180"]
+    assert v3.query_raw("step()", T0)["result"][1] == "0"
+    assert v3.query_raw("end() - start()", T0)["result"][1] == "0"
+    assert v3.query_raw("max_of(2, min_of(5, 3))", T0)["result"][1] == "3"
+    with pytest.raises(BadInput, match="unknown function"):
+        v2.query_raw("step()", T0)
+    assert v2.query_raw("once @ start()", T0)["result"][0]["value"][1] == "1"  # @ start() is 2.x too
+
+
+def test_name_collisions_are_checked_per_step_in_3(v3: ReplaySource, v2: ReplaySource) -> None:
+    """-{__name__=~"x|once"} at T0: both lose their names and collide: an error in both versions.
+    -{__name__=~"once|late"} from T0 to T0+600 every 60 s: `once` (sample at T0) is seen up to
+    T0+240, `late` (sample at T0+420) from T0+420, never at the same step. 3.x checks each step
+    and answers one series -1 ×5 then -2 ×4; 2.x rejects any collision in the whole result."""
+    with pytest.raises(BadInput, match="same labelset"):
+        v3.query_raw('-{__name__=~"x|once"}', T0)
+    data = v3.query_range_raw('-{__name__=~"once|late"}', T0, T0 + 600, 60)
+    assert [v for _, v in data["result"][0]["values"]] == ["-1"] * 5 + ["-2"] * 4
+    with pytest.raises(BadInput, match="same labelset"):
+        v2.query_range_raw('-{__name__=~"once|late"}', T0, T0 + 600, 60)

@@ -88,6 +88,10 @@ class Aggregations:
 
         if op == "count_values":
             return self._count_values(vec, param, group_key)
+        if op in ("topk", "bottomk", "limitk"):
+            kk = self._k_param(param)  # checked even when there is nothing to select, as Prometheus does
+        if op == "limit_ratio" and np.isnan(param).any():
+            raise BadInput("Ratio value is NaN; give limit_ratio a number in [-1, 1]")
         gid_of: dict[Labels, int] = {}
         gids = np.empty(len(vec.labels), dtype=int)
         for i, ls in enumerate(vec.labels):
@@ -97,7 +101,7 @@ class Aggregations:
         if G == 0:
             return _empty_vector(self.T)
         if op in ("topk", "bottomk", "limitk"):
-            k = self._k_param(param)
+            k = kk
             if op == "limitk":
                 return self._limitk(vec, gids, G, k)
             return self._topk(vec, gids, G, k, op == "topk")

@@ -61,7 +61,12 @@ class Binaries:
             if ret_bool:
                 return merge_rows([drop_name(ls) for ls in vec.labels], keep.astype(float), vec.m.copy())
             return Vector(vec.labels, vec.v, vec.m & keep)
-        return merge_rows([drop_name(ls) for ls in vec.labels], _arith(op, lv, rv), vec.m.copy())
+        labels = vec.labels if self._keeps_name(op) else [drop_name(ls) for ls in vec.labels]
+        return merge_rows(labels, _arith(op, lv, rv), vec.m.copy())
+
+    def _keeps_name(self, op: str) -> bool:
+        """Prometheus 2.x keeps the metric name through atan2 (3.x drops it, as for + - * / % ^)."""
+        return op == "atan2" and self.version == "2"
 
     @staticmethod
     def _signature(mod: Any) -> Callable[[Labels], Labels]:
@@ -142,11 +147,11 @@ class Binaries:
                 m = m & keep
         else:
             val = _arith(op, vl, vr)
-        drop = op in _ARITH or ret_bool
+        drop = (op in _ARITH and not self._keeps_name(op)) or ret_bool
         labels: list[Labels] = []
         for i, j in zip(pi, pj):
             d = dict(many.labels[i])
-            if op in _ARITH:
+            if drop:
                 d.pop("__name__", None)
             if card == "OneToOne":
                 if on:

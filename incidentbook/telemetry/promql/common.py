@@ -17,6 +17,7 @@ from incidentbook.telemetry.promql.values import (
     Scalar,
     String,
     Vector,
+    merge_rows,
 )
 
 LOOKBACK_MS = 5 * 60 * 1000
@@ -43,7 +44,7 @@ SUBQUERY_STEP_MS = 60_000
 ONLY_IN_3 = frozenset({
     "double_exponential_smoothing", "limitk", "limit_ratio", "sort_by_label", "sort_by_label_desc",
     "mad_over_time", "ts_of_min_over_time", "ts_of_max_over_time", "ts_of_last_over_time",
-    "ts_of_first_over_time", "first_over_time", "info",
+    "ts_of_first_over_time", "first_over_time", "info", "step", "range", "start", "end", "min_of", "max_of",
 })
 
 _TOKEN = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`|#[^\n]*)|([A-Za-z_][A-Za-z0-9_:]*)""")
@@ -124,7 +125,8 @@ def parse(promql: str, version: str = DEFAULT_VERSION) -> Any:
     if version == "2":
         idents = _identifiers(promql)
         for name, _a, _b in idents:
-            if name in ONLY_IN_3 and promql[_b:].lstrip().startswith("("):
+            # Checked in the text: after the rename below the parse tree cannot tell them apart.
+            if name == "double_exponential_smoothing" and promql[_b:].lstrip().startswith("("):
                 raise BadInput(f'bad PromQL {promql!r}: parse error: unknown function with name "{name}" '
                                'in Prometheus 2.x; set [replay] promql = "3" if the source runs 3.x')
         for name, a, b in reversed(idents):
@@ -191,17 +193,21 @@ def _empty_vector(t: int) -> Vector:
     return Vector([], np.empty((0, t)), np.zeros((0, t), dtype=bool))
 
 
-def _strict_unique(vec: Vector) -> Vector:
-    """Prometheus rejects a whole result where two non-empty series share a label set."""
+def _strict_unique(vec: Vector, version: str = "3") -> Vector:
+    """Two series with one label set (names dropped by a function or unary minus) are an error.
+
+    Prometheus 3.x checks each step, so series that never overlap in time merge; 2.x rejects
+    the whole result if any two such series have samples at all."""
     live = vec.m.any(axis=1)
-    seen: set[Labels] = set()
-    for ls, ok in zip(vec.labels, live):
-        if ok:
-            if ls in seen:
-                raise BadInput("vector cannot contain metrics with the same labelset; "
-                               "aggregate or relabel the series before this function")
-            seen.add(ls)
     keep = np.flatnonzero(live)
+    if version == "3":
+        return merge_rows([vec.labels[i] for i in keep], vec.v[keep], vec.m[keep])
+    seen: set[Labels] = set()
+    for i in keep.tolist():
+        if vec.labels[i] in seen:
+            raise BadInput("vector cannot contain metrics with the same labelset; "
+                           "aggregate or relabel the series before this function")
+        seen.add(vec.labels[i])
     return Vector([vec.labels[i] for i in keep], vec.v[keep], vec.m[keep])
 
 

@@ -110,7 +110,7 @@ class Evaluator(Functions, Aggregations, Binaries):
         if isinstance(val, Scalar):
             return Scalar(-val.v)
         if isinstance(val, Vector):
-            return _strict_unique(Vector([drop_name(ls) for ls in val.labels], -val.v, val.m))
+            return _strict_unique(Vector([drop_name(ls) for ls in val.labels], -val.v, val.m), self.version)
         raise unsupported("unary minus on this expression")
 
     # ---------------------------------------------------------------- selectors

@@ -83,7 +83,7 @@ class Functions:
             masks.append(ok)
         if not labels:
             return _empty_vector(self.T)
-        return _strict_unique(Vector(labels, np.concatenate(vals), np.concatenate(masks)))
+        return _strict_unique(Vector(labels, np.concatenate(vals), np.concatenate(masks)), self.version)
 
     def _endpoint_call(self, name: str, b: Any) -> Value:
         """rate/increase/delta/irate/idelta from window end points and a cumulative reset sum:
@@ -113,7 +113,7 @@ class Functions:
                                    b.rstart, b.ref, b.range_ms / 1000.0, counter, name == "rate",
                                    self.version)
         labels = [drop_name(st.labels[s]) for s in sids]
-        return _strict_unique(Vector(labels, val, ok))
+        return _strict_unique(Vector(labels, val, ok), self.version)
 
     def _elementwise(self, args: list[Any], f: Callable[[np.ndarray], np.ndarray]) -> Value:
         vec = self._vector_arg(args[0])
@@ -153,6 +153,26 @@ class Functions:
 
     def _fn_rad(self, a: list[Any]) -> Value:
         return self._elementwise(a, lambda v: v * math.pi / 180)
+
+    def _fn_step(self, a: list[Any]) -> Value:
+        """The query step in seconds (0 for an instant query)."""
+        step = float(self.times[1] - self.times[0]) / 1000.0 if self.T > 1 else 0.0
+        return Scalar(np.full(self.T, step))
+
+    def _fn_range(self, a: list[Any]) -> Value:
+        return Scalar(np.full(self.T, (self.end_ms - self.start_ms) / 1000.0))
+
+    def _fn_start(self, a: list[Any]) -> Value:
+        return Scalar(np.full(self.T, self.start_ms / 1000.0))
+
+    def _fn_end(self, a: list[Any]) -> Value:
+        return Scalar(np.full(self.T, self.end_ms / 1000.0))
+
+    def _fn_min_of(self, a: list[Any]) -> Value:
+        return Scalar(np.minimum(self._scalar_arg(a[0]), self._scalar_arg(a[1])))
+
+    def _fn_max_of(self, a: list[Any]) -> Value:
+        return Scalar(np.maximum(self._scalar_arg(a[0]), self._scalar_arg(a[1])))
 
     def _fn_pi(self, a: list[Any]) -> Value:
         return Scalar(np.full(self.T, math.pi))
