@@ -340,3 +340,20 @@ def test_name_collisions_are_checked_per_step_in_3(v3: ReplaySource, v2: ReplayS
     assert [v for _, v in data["result"][0]["values"]] == ["-1"] * 5 + ["-2"] * 4
     with pytest.raises(BadInput, match="same labelset"):
         v2.query_range_raw('-{__name__=~"once|late"}', T0, T0 + 600, 60)
+
+
+def test_histogram_quantiles_labels_each_quantile(v3: ReplaySource) -> None:
+    """h_bucket: 1 observation ≤ 1, 2 in all. q=0.5 → rank 1, inside the first bucket [0, 1]:
+    1; q=1 → rank 2, in the +Inf bucket: the largest finite bound, 1. Labelled q="0.5", "1.0"."""
+    got = values(v3, 'histogram_quantiles(h_bucket, "q", 0.5, 1)', T0)
+    assert got == {'{"j": "a", "q": "0.5"}': 1.0, '{"j": "a", "q": "1.0"}': 1.0}
+    with pytest.raises(BadInput, match="same labelset"):
+        v3.query_raw('histogram_quantiles(h_bucket, "q", 0.5, 0.5)', T0)  # the same quantile twice
+
+
+def test_ambiguous_matches_fail_even_when_a_comparison_filters_them(v3: ReplaySource, v2: ReplaySource) -> None:
+    """n (three series) > on() once: many-to-one without group_left. 3.x refuses it even though
+    `>` keeps only the series above 1; 2.x checks only the pairs the filter keeps (one)."""
+    with pytest.raises(BadInput, match="multiple matches"):
+        v3.query_raw("n > on() once", T0)
+    assert len(v2.query_raw("n > on() once", T0)["result"]) == 1

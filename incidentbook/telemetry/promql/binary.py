@@ -138,6 +138,8 @@ class Binaries:
         mv, ov = many.v[many_idx], one.v[one_idx]
         vl, vr = (ov, mv) if swapped else (mv, ov)
         m = many.m[many_idx] & one.m[one_idx]
+        # 3.x reports ambiguous matches even where a comparison then filters the pairs away.
+        matched = m.copy() if self.version == "3" else None
         if op in _CMP:
             keep = _cmp(op, vl, vr)
             if ret_bool:
@@ -173,8 +175,9 @@ class Binaries:
         bucket: dict[Any, list[int]] = {}
         for p, k in enumerate(psig):
             bucket.setdefault(k if card == "OneToOne" else (k, labels[p]), []).append(p)
+        check = matched if matched is not None else m
         for rows in bucket.values():
-            if len(rows) > 1 and (m[rows].sum(axis=0) > 1).any():
+            if len(rows) > 1 and (check[rows].sum(axis=0) > 1).any():
                 if card == "OneToOne":
                     raise BadInput("multiple matches for labels: many-to-one matching must be explicit "
                                    "(group_left/group_right)")

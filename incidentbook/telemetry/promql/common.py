@@ -44,7 +44,7 @@ SUBQUERY_STEP_MS = 60_000
 ONLY_IN_3 = frozenset({
     "double_exponential_smoothing", "limitk", "limit_ratio", "sort_by_label", "sort_by_label_desc",
     "mad_over_time", "ts_of_min_over_time", "ts_of_max_over_time", "ts_of_last_over_time",
-    "ts_of_first_over_time", "first_over_time", "info", "step", "range", "start", "end", "min_of", "max_of",
+    "ts_of_first_over_time", "first_over_time", "info", "step", "range", "start", "end", "min_of", "max_of", "histogram_quantiles",
 })
 
 _TOKEN = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`|#[^\n]*)|([A-Za-z_][A-Za-z0-9_:]*)""")

@@ -366,6 +366,33 @@ class Functions:
             return _empty_vector(self.T)
         return merge_rows(out_l, np.array(out_v), np.array(out_m))
 
+    def _fn_histogram_quantiles(self, a: list[Any]) -> Value:
+        """histogram_quantiles(buckets, "label", q1, q2, ...): one histogram_quantile per q, told
+        apart by `label` = q (written as 0.5, 1.0)."""
+        if self.version != "3":
+            raise BadInput('unknown function with name "histogram_quantiles" in Prometheus 2.x')
+        label = self._string_arg(a[1])
+        if not _valid_label_name(label):
+            raise BadInput(f"invalid label name {label!r} in histogram_quantiles()")
+        if len(a) < 3:
+            raise BadInput("histogram_quantiles() needs at least one quantile after the label name")
+        out_l: list[Labels] = []
+        vs, ms = [], []
+        for q_node in a[2:]:
+            q = self._scalar_arg(q_node)
+            one = self._fn_histogram_quantile([q_node, a[0]])
+            assert isinstance(one, Vector)
+            text = _q_label(float(q[0])) if len(q) else ""
+            for ls, v, m in zip(one.labels, one.v, one.m):
+                d = dict(ls)
+                d[label] = text
+                out_l.append(tuple(sorted(d.items())))
+                vs.append(v)
+                ms.append(m)
+        if not out_l:
+            return _empty_vector(self.T)
+        return merge_rows(out_l, np.array(vs), np.array(ms))
+
     def _fn_sort_by_label(self, a: list[Any]) -> Value:
         return self._vector_arg(a[0])  # the order is applied to the instant result
 
@@ -438,6 +465,16 @@ def _bucket_quantile(q: np.ndarray, buckets: list[tuple[float, int]], V: np.ndar
         res = np.where(np.isnan(q), np.nan, np.where(q < 0, -np.inf, np.where(q > 1, np.inf, res)))
     return res, out_m
 
+
+
+def _q_label(q: float) -> str:
+    """A quantile as histogram_quantiles labels it: shortest form, whole numbers with ".0"."""
+    if q != q:
+        return "NaN"
+    if q in (math.inf, -math.inf):
+        return "+Inf" if q > 0 else "-Inf"
+    text = repr(q)
+    return text if ("." in text or "e" in text) else text + ".0"
 
 
 def _go_expand(template: str, m: Any) -> str:
