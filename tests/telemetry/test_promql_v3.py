@@ -357,3 +357,16 @@ def test_ambiguous_matches_fail_even_when_a_comparison_filters_them(v3: ReplaySo
     with pytest.raises(BadInput, match="multiple matches"):
         v3.query_raw("n > on() once", T0)
     assert len(v2.query_raw("n > on() once", T0)["result"]) == 1
+
+
+def test_fill_modifiers_stand_in_for_missing_matches(v3: ReplaySource, v2: ReplaySource) -> None:
+    """n{i="2"} (1) and n{i="3"} (3) against x at T0 (0) via on(i): x has no `i`, so nothing
+    matches. fill_right(10): each n gets x = 10 → 11 and 13; fill_left(1) alone adds, for the
+    single right-hand group, a left of 1 → 1 + 0 = 1, labelled by x without its name ({})."""
+    got = values(v3, 'n{i=~"2|3"} + on(i) fill_right(10) x', T0)
+    assert got == {'{"i": "2"}': 11.0, '{"i": "3"}': 13.0}
+    assert values(v3, 'n{i=~"2|3"} + on(i) fill_left(1) x', T0) == {"{}": 1.0}
+    with pytest.raises(BadInput, match="set operator"):
+        v3.query_raw("n and fill(0) x", T0)
+    with pytest.raises(BadInput):
+        v2.query_raw("n + fill(0) x", T0)

@@ -34,10 +34,20 @@ class Binaries:
     def _eval_BinaryExpr(self, node: Any) -> Value:
         op = str(node.op)
         mod = node.modifier
-        if mod is not None and (mod.fill_values.lhs is not None or mod.fill_values.rhs is not None):
-            raise unsupported("fill() modifiers")
+        fill_l = mod.fill_values.lhs if mod is not None else None
+        fill_r = mod.fill_values.rhs if mod is not None else None
         ret_bool = bool(mod.return_bool) if mod is not None else False
         lhs, rhs = self.eval(node.lhs), self.eval(node.rhs)
+        if fill_l is not None or fill_r is not None:
+            if self.version == "2":
+                raise BadInput("fill modifiers do not exist in Prometheus 2.x")
+            if op in _SET:
+                raise BadInput(f"fill modifiers are not allowed with the set operator {op}")
+            card = str(mod.card).rsplit(".", 1)[-1]
+            if card != "OneToOne":
+                raise unsupported("fill modifiers with group_left/group_right")
+            if isinstance(lhs, Vector) and isinstance(rhs, Vector):
+                lhs, rhs = self._filled(lhs, rhs, mod, fill_l, fill_r)
         if op not in _ARITH | _CMP | _SET:
             raise unsupported(f"binary operator {op}")
         if isinstance(lhs, Scalar) and isinstance(rhs, Scalar):
@@ -53,6 +63,40 @@ class Binaries:
                 return self._set_op(op, lhs, rhs, mod)
             return self._vector_vector(op, lhs, rhs, mod, ret_bool)
         raise unsupported(f"operator {op} between these operand types")
+
+    def _filled(self, lhs: Vector, rhs: Vector, mod: Any, fill_l: float | None,
+                 fill_r: float | None) -> tuple[Vector, Vector]:
+        """Both sides with a stand-in series (value = the fill) wherever the other side has a
+        match group this side lacks at that step (fill_left fills the left, fill_right the right)."""
+        sig = self._signature(mod)
+
+        def groups(vec: Vector) -> dict[Labels, tuple[int, np.ndarray]]:
+            out: dict[Labels, tuple[int, np.ndarray]] = {}
+            for i, (ls, m) in enumerate(zip(vec.labels, vec.m)):
+                k = sig(ls)
+                first, seen = out.get(k, (i, np.zeros(self.T, dtype=bool)))
+                out[k] = (first, seen | m)
+            return out
+
+        gl, gr = groups(lhs), groups(rhs)
+        none = np.zeros(self.T, dtype=bool)
+
+        def pad(side: Vector, other: Vector, mine: dict[Labels, tuple[int, np.ndarray]],
+                theirs: dict[Labels, tuple[int, np.ndarray]], value: float | None) -> Vector:
+            if value is None:
+                return side
+            labels, masks = [], []
+            for k, (row, present) in theirs.items():
+                need = present & ~mine.get(k, (0, none))[1]
+                if need.any():
+                    labels.append(drop_name(other.labels[row]))
+                    masks.append(need)
+            if not labels:
+                return side
+            return Vector(side.labels + labels, np.vstack([side.v, np.full((len(labels), self.T), value)]),
+                          np.vstack([side.m, np.array(masks)]))
+
+        return pad(lhs, rhs, gl, gr, fill_l), pad(rhs, lhs, gr, gl, fill_r)
 
     def _vector_scalar(self, op: str, vec: Vector, s: np.ndarray, swap: bool, ret_bool: bool) -> Value:
         lv, rv = (s[None, :], vec.v) if swap else (vec.v, s[None, :])
