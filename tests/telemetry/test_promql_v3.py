@@ -170,11 +170,13 @@ def test_double_exponential_smoothing_and_holt_winters(v3: ReplaySource, v2: Rep
 
 def test_mad_and_ts_of_over_time(v3: ReplaySource) -> None:
     """s = 1, 3, 2, 10 at T0+60..240: median 2.5, deviations 1.5, .5, .5, 7.5 → MAD 1.
-    The maximum 10 is at T0+240, the minimum 1 at T0+60; first_over_time keeps the name."""
+    The maximum 10 is at T0+240, the minimum 1 at T0+60; first_over_time keeps the name.
+    A NaN sample in the window makes the MAD NaN."""
     assert one(v3, "mad_over_time(s[4m])", T0 + 240) == 1
     assert one(v3, "ts_of_max_over_time(s[4m])", T0 + 240) == T0 + 240
     assert one(v3, "ts_of_min_over_time(s[4m])", T0 + 240) == T0 + 60
     assert values(v3, "first_over_time(s[4m])", T0 + 240) == {'{"__name__": "s"}': 1.0}
+    assert values(v3, 'mad_over_time(n{i="1"}[1m])', T0) == {'{"i": "1"}': pytest.approx(float("nan"), nan_ok=True)}
 
 
 def test_functions_new_in_3_are_unknown_in_2(v2: ReplaySource) -> None:

@@ -172,6 +172,8 @@ def _mad_ot(c: _Ctx) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore"):
         dev = np.abs(W - med[None, :])
     res, _ = _quantile_sorted(half, dev, M)
+    # A NaN sample leaves the median, and so the deviation, undefined: Prometheus answers NaN.
+    res = np.where((M & np.isnan(W)).any(axis=0), np.nan, res)
     return res.reshape(S, T), ok.reshape(S, T)
 
 
