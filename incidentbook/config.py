@@ -98,6 +98,8 @@ class LibraryConfig(_Section):
 class ReplayConfig(_Section):
     # PromQL semantics ("3" or "2") of replayed bundles that do not record their Prometheus version
     promql: Literal["3", "2"] = "3"
+    # Prometheus 3.x feature flags the source runs with (e.g. "promql-duration-expr"); none by default
+    features: list[str] = Field(default_factory=list)
 
 
 class Config(_Section):

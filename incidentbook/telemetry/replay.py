@@ -24,6 +24,7 @@ from incidentbook.telemetry.base import TimeLike
 from incidentbook.telemetry.bundle import open_bundle, to_utc
 from incidentbook.telemetry.promql import (
     DEFAULT_VERSION,
+    FEATURES,
     MAX_POINTS,
     SUBQUERY_STEP_MS,
     VERSIONS,
@@ -89,6 +90,25 @@ def workspace_version() -> str:
     return str(getattr(replay, "promql", DEFAULT_VERSION))
 
 
+def check_features(features: Any) -> frozenset[str]:
+    """`features` as a set of known Prometheus feature-flag names, or BadInput naming the choices."""
+    if isinstance(features, str) or not isinstance(features, (list, tuple, set, frozenset)):
+        raise BadInput(f"[replay] features must be a list of names, e.g. [\"{sorted(FEATURES)[0]}\"]")
+    unknown = sorted(str(f) for f in features if f not in FEATURES)
+    if unknown:
+        raise BadInput(f"[replay] features: {unknown[0]!r} is not a feature replay follows; "
+                       f"use any of {', '.join(sorted(FEATURES))}")
+    return frozenset(features)
+
+
+def workspace_features() -> frozenset[str]:
+    """`[replay] features` of the workspace's incidentbook.toml (none by default)."""
+    from incidentbook.config import load_config
+
+    replay = getattr(load_config(), "replay", None)
+    return check_features(list(getattr(replay, "features", []) or []))
+
+
 def _positive_seconds(value: Any) -> float | None:
     """A recorded interval in seconds if it is a sane positive number, else None."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < float(value) <= 86_400:
@@ -109,6 +129,8 @@ class ReplaySource:
 
     `promql` ("3" or "2") picks the Prometheus version whose semantics apply; by default the
     version the bundle records, else the workspace's `[replay] promql`, else "3".
+    `features` are Prometheus 3.x feature flags (`--enable-feature` names) to follow, by default
+    the workspace's `[replay] features` (none).
     `subquery_step_s` is the step of subqueries written without one (`x[1h:]`), Prometheus's
     global evaluation_interval: by default the bundle's recorded one, else 60 s (its default).
     """
@@ -116,8 +138,9 @@ class ReplaySource:
     name = "replay"
 
     def __init__(self, bundle_dir: str | Path, *, name: str = "replay", promql: str | None = None,
-                 subquery_step_s: float | None = None) -> None:
+                 subquery_step_s: float | None = None, features: Any = None) -> None:
         bundle = open_bundle(bundle_dir)
+        self.features = check_features(features) if features is not None else workspace_features()
         self.name = name
         self.window: tuple[pd.Timestamp, pd.Timestamp] | None = bundle.window
         recorded = bundle.manifest.get("prometheus") if isinstance(bundle.manifest.get("prometheus"), dict) else {}
@@ -134,9 +157,10 @@ class ReplaySource:
     @classmethod
     def from_frame(cls, metrics: pd.DataFrame, *, name: str = "replay",
                    window: tuple[TimeLike, TimeLike] | None = None, promql: str = DEFAULT_VERSION,
-                   subquery_step_s: float | None = None) -> ReplaySource:
+                   subquery_step_s: float | None = None, features: Any = ()) -> ReplaySource:
         """A source over a long-form metrics frame (timestamp, metric, labels JSON, value)."""
         self = cls.__new__(cls)
+        self.features = check_features(features)
         self.name = name
         self.promql = check_version(promql)
         self.subquery_step_ms = _step_ms(subquery_step_s)
@@ -149,25 +173,26 @@ class ReplaySource:
     def query_range_raw(self, promql: str, start: TimeLike, end: TimeLike, step: Any) -> dict[str, Any]:
         """The /api/v1/query_range `data` object (`resultType` matrix, `result`)."""
         return range_query(self.store, promql, to_ms(start), to_ms(end), to_step_ms(step), self.promql,
-                           self.subquery_step_ms)
+                           self.subquery_step_ms, self.features)
 
     def query_raw(self, promql: str, time: TimeLike | None = None) -> dict[str, Any]:
         """The /api/v1/query `data` object (vector, scalar, string or matrix)."""
         return instant_query(self.store, promql, self._default_time(time), self.promql,
-                             self.subquery_step_ms)
+                             self.subquery_step_ms, self.features)
 
     # ------------------------------------------------------------- DataFrames
     def query_range(self, promql: str, start: TimeLike, end: TimeLike, step: float | None = None) -> pd.DataFrame:
         """A range query as the long metrics frame (timestamp, label columns…, value)."""
         s, e = to_ms(start), to_ms(end)
         step_ms = to_step_ms(step) if step is not None else self.auto_step_ms(s, e)
-        series = evaluate_range(self.store, promql, s, e, step_ms, self.promql, self.subquery_step_ms)
+        series = evaluate_range(self.store, promql, s, e, step_ms, self.promql, self.subquery_step_ms,
+                                self.features)
         return _frame(series)
 
     def query(self, promql: str, time: TimeLike | None = None) -> pd.DataFrame:
         """An instant query as the long metrics frame (one row per series; raw samples for a range selector)."""
         t = self._default_time(time)
-        val = evaluate_instant(self.store, promql, t, self.promql, self.subquery_step_ms)
+        val = evaluate_instant(self.store, promql, t, self.promql, self.subquery_step_ms, self.features)
         if isinstance(val, Vector):
             series = [(ls, np.array([t]), val.v[i, :1]) for i, ls in enumerate(val.labels)]
         elif isinstance(val, Scalar):

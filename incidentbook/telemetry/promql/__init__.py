@@ -13,6 +13,7 @@ import numpy as np
 from incidentbook.errors import BadInput
 from incidentbook.telemetry.promql.common import (
     DEFAULT_VERSION,
+    FEATURES,
     MAX_POINTS,
     SUBQUERY_STEP_MS,
     VERSIONS,
@@ -30,7 +31,7 @@ from incidentbook.telemetry.promql.values import (
     format_values,
 )
 
-__all__ = ["DEFAULT_VERSION", "SUBQUERY_STEP_MS", "VERSIONS", "SeriesStore", "Series", "evaluate_range", "evaluate_instant", "range_query",
+__all__ = ["DEFAULT_VERSION", "FEATURES", "SUBQUERY_STEP_MS", "VERSIONS", "SeriesStore", "Series", "evaluate_range", "evaluate_instant", "range_query",
            "instant_query", "to_api_data"]
 
 # One result series: labels, sample times (ms), values.
@@ -50,10 +51,12 @@ def _strip(node: Any) -> Any:
 
 def evaluate_range(store: SeriesStore, promql: str, start_ms: int, end_ms: int,
                    step_ms: int, version: str = DEFAULT_VERSION,
-                   subquery_step_ms: int = SUBQUERY_STEP_MS) -> list[Series]:
+                   subquery_step_ms: int = SUBQUERY_STEP_MS,
+                   features: frozenset[str] = frozenset()) -> list[Series]:
     """Evaluate a range query; series sorted by labels, as Prometheus sorts them.
 
-    `version` ("3" or "2") is the Prometheus major version whose semantics apply."""
+    `version` ("3" or "2") is the Prometheus major version whose semantics apply; `features`
+    the Prometheus feature flags to follow (see FEATURES)."""
     if step_ms <= 0:
         raise BadInput("zero or negative query resolution step widths are not accepted; give a positive step")
     if end_ms < start_ms:
@@ -62,7 +65,7 @@ def evaluate_range(store: SeriesStore, promql: str, start_ms: int, end_ms: int,
     if n > MAX_POINTS:
         raise BadInput("exceeded maximum resolution of 11,000 points per timeseries; "
                        "try decreasing the query resolution (a larger step)")
-    node = parse(promql, version)
+    node = parse(promql, version, features=features, step_ms=step_ms, range_ms=end_ms - start_ms)
     times = start_ms + step_ms * np.arange(n, dtype="int64")
     val = Evaluator(store, times, start_ms=start_ms, end_ms=end_ms, version=version,
                     subquery_step_ms=subquery_step_ms).eval(node)
@@ -81,9 +84,10 @@ def evaluate_range(store: SeriesStore, promql: str, start_ms: int, end_ms: int,
 
 def evaluate_instant(store: SeriesStore, promql: str, t_ms: int,
                      version: str = DEFAULT_VERSION,
-                     subquery_step_ms: int = SUBQUERY_STEP_MS) -> Vector | Scalar | String | Matrix:
+                     subquery_step_ms: int = SUBQUERY_STEP_MS,
+                     features: frozenset[str] = frozenset()) -> Vector | Scalar | String | Matrix:
     """Evaluate an instant query; vector rows come in Prometheus's output order."""
-    node = parse(promql, version)
+    node = parse(promql, version, features=features)
     val = Evaluator(store, np.array([t_ms], dtype="int64"), start_ms=t_ms, end_ms=t_ms,
                     version=version, subquery_step_ms=subquery_step_ms).eval(node)
     if isinstance(val, Vector):
@@ -125,19 +129,21 @@ def _sort_by_label(call: Any, val: Vector, keep: np.ndarray, desc: bool) -> np.n
 
 
 def range_query(store: SeriesStore, promql: str, start_ms: int, end_ms: int, step_ms: int,
-                version: str = DEFAULT_VERSION, subquery_step_ms: int = SUBQUERY_STEP_MS) -> dict[str, Any]:
+                version: str = DEFAULT_VERSION, subquery_step_ms: int = SUBQUERY_STEP_MS,
+                features: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The `data` object of /api/v1/query_range."""
     result = []
-    for labels, t, v in evaluate_range(store, promql, start_ms, end_ms, step_ms, version, subquery_step_ms):
+    for labels, t, v in evaluate_range(store, promql, start_ms, end_ms, step_ms, version, subquery_step_ms,
+                                       features):
         result.append({"metric": dict(labels),
                        "values": [[_ts(x), s] for x, s in zip(t.tolist(), format_values(v))]})
     return {"resultType": "matrix", "result": result}
 
 
 def instant_query(store: SeriesStore, promql: str, t_ms: int, version: str = DEFAULT_VERSION,
-                  subquery_step_ms: int = SUBQUERY_STEP_MS) -> dict[str, Any]:
+                  subquery_step_ms: int = SUBQUERY_STEP_MS, features: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The `data` object of /api/v1/query."""
-    return to_api_data(evaluate_instant(store, promql, t_ms, version, subquery_step_ms), t_ms)
+    return to_api_data(evaluate_instant(store, promql, t_ms, version, subquery_step_ms, features), t_ms)
 
 
 def to_api_data(val: Vector | Scalar | String | Matrix, t_ms: int) -> dict[str, Any]:

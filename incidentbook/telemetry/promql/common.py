@@ -11,6 +11,7 @@ import numpy as np
 import promql_parser
 
 from incidentbook.errors import BadInput, UnsupportedQuery
+from incidentbook.telemetry.promql import durations
 from incidentbook.telemetry.promql.storage import Labels
 from incidentbook.telemetry.promql.values import (
     Matrix,
@@ -39,6 +40,10 @@ VERSIONS = ("3", "2")
 DEFAULT_VERSION = "3"
 # A subquery without a step (`x[1h:]`) uses the global evaluation interval, 1m by default.
 SUBQUERY_STEP_MS = 60_000
+
+# Prometheus 3.x feature flags (`--enable-feature=...`) replay can follow; all off by default,
+# as in Prometheus. Set them with `[replay] features` when the source Prometheus enables them.
+FEATURES = frozenset({"promql-duration-expr"})
 
 # Functions and aggregations Prometheus 2.x does not have (added in 3.x).
 ONLY_IN_3 = frozenset({
@@ -110,8 +115,13 @@ def _paren_depth(promql: str) -> int:
     return best
 
 
-def parse(promql: str, version: str = DEFAULT_VERSION) -> Any:
+def parse(promql: str, version: str = DEFAULT_VERSION, *, features: frozenset[str] = frozenset(),
+          step_ms: int = 0, range_ms: int = 0) -> Any:
     """Parse PromQL as Prometheus `version` would, turning parser errors into BadInput.
+
+    `features` are the Prometheus 3.x `--enable-feature` names replay honours (see FEATURES);
+    with `promql-duration-expr`, duration arithmetic is worked out first, `step()` as `step_ms`
+    and `range()` as `range_ms` (both 0 for an instant query).
 
     Prometheus 2.x has `holt_winters`, which 3.x renamed `double_exponential_smoothing`; a
     function the chosen version lacks is refused as that Prometheus refuses it.
@@ -122,6 +132,8 @@ def parse(promql: str, version: str = DEFAULT_VERSION) -> Any:
     if _paren_depth(promql) > MAX_DEPTH:
         raise BadInput(f"PromQL expression nests deeper than {MAX_DEPTH} levels; simplify the query")
     text = promql
+    if version == "3" and durations.FEATURE in features:
+        text = durations.rewrite(promql, step_ms, range_ms)
     if version == "2":
         idents = _identifiers(promql)
         for name, _a, _b in idents:
@@ -135,7 +147,7 @@ def parse(promql: str, version: str = DEFAULT_VERSION) -> Any:
     try:
         node = promql_parser.parse(text)
     except ValueError as e:
-        msg = str(e).replace("double_exponential_smoothing", "holt_winters") if text != promql else str(e)
+        msg = str(e).replace("double_exponential_smoothing", "holt_winters") if version == "2" else str(e)
         msg = re.sub(r"unknown function with name '([^']*)'", r'parse error: unknown function with name "\1"', msg)
         raise BadInput(f"bad PromQL {promql!r}: {msg}") from None
     used = _names_used(node)
