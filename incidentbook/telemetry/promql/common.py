@@ -43,7 +43,7 @@ SUBQUERY_STEP_MS = 60_000
 
 # Prometheus 3.x feature flags (`--enable-feature=...`) replay can follow; all off by default,
 # as in Prometheus. Set them with `[replay] features` when the source Prometheus enables them.
-FEATURES = frozenset({"promql-duration-expr"})
+FEATURES = frozenset({"promql-duration-expr", "promql-experimental-functions"})
 
 # Functions and aggregations Prometheus 2.x does not have (added in 3.x).
 ONLY_IN_3 = frozenset({
@@ -134,6 +134,10 @@ def parse(promql: str, version: str = DEFAULT_VERSION, *, features: frozenset[st
     text = promql
     if version == "3" and durations.FEATURE in features:
         text = durations.rewrite(promql, step_ms, range_ms)
+    if version == "3" and "promql-experimental-functions" in features and "info" in text.lower():
+        from incidentbook.telemetry.promql.info import protect_selector
+
+        text = protect_selector(text)
     if version == "2":
         idents = _identifiers(promql)
         for name, _a, _b in idents:
@@ -151,6 +155,9 @@ def parse(promql: str, version: str = DEFAULT_VERSION, *, features: frozenset[st
         msg = re.sub(r"unknown function with name '([^']*)'", r'parse error: unknown function with name "\1"', msg)
         raise BadInput(f"bad PromQL {promql!r}: {msg}") from None
     used = _names_used(node)
+    if version == "3" and "info" in used and "promql-experimental-functions" not in features:
+        raise BadInput(f'bad PromQL {promql!r}: parse error: function "info" is not enabled; set [replay] '
+                       'features = ["promql-experimental-functions"] if the source Prometheus enables it')
     if version == "2":
         bad = (used & ONLY_IN_3) - {"double_exponential_smoothing"}
         if bad:

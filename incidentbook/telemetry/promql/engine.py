@@ -31,6 +31,7 @@ from incidentbook.telemetry.promql.common import (
     unsupported,
 )
 from incidentbook.telemetry.promql.functions import Functions
+from incidentbook.telemetry.promql.info import Info
 from incidentbook.telemetry.promql.storage import Labels, SeriesStore
 from incidentbook.telemetry.promql.values import (
     Matrix,
@@ -59,7 +60,7 @@ def _go_div(a: int, b: int) -> int:
     return q if (a >= 0) == (b > 0) else -q
 
 
-class Evaluator(Functions, Aggregations, Binaries):
+class Evaluator(Functions, Info, Aggregations, Binaries):
     """Evaluates one parsed expression over a SeriesStore at the step times `times` (ms).
 
     `version` is the Prometheus major version whose semantics apply: "3" (range windows and the
@@ -142,12 +143,30 @@ class Evaluator(Functions, Aggregations, Binaries):
             base = self.times
         return base - _ms(node.offset)
 
+    def _at_times(self, node: Any) -> np.ndarray:
+        """The `@` time of `node` at every step (it must have one)."""
+        kind = str(node.at.type)
+        if kind.endswith("Start"):
+            at = self.start_ms
+        elif kind.endswith("End"):
+            at = self.end_ms
+        else:
+            at = int(round(node.at.at.timestamp() * 1000))
+        return np.full(self.T, at, dtype="int64")
+
+    @staticmethod
+    def _offset_ms(node: Any) -> int:
+        return _ms(node.offset)
+
     def _eval_VectorSelector(self, vs: Any) -> Value:
-        st = self.store
         sids = self._select(vs)
         if not len(sids):
             return _empty_vector(self.T)
-        ref = self._ref_times(vs)
+        return self._instant_at(sids, self._ref_times(vs))
+
+    def _instant_at(self, sids: np.ndarray, ref: np.ndarray) -> Vector:
+        """Series `sids` as an instant vector read at times `ref` (lookback and staleness applied)."""
+        st = self.store
         hi = np.searchsorted(st.keys, st.query_keys(sids, ref), side="right")
         idx = hi - 1
         ok = idx >= st.offsets[sids][:, None]

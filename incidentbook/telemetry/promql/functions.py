@@ -399,9 +399,6 @@ class Functions:
     def _fn_sort_by_label_desc(self, a: list[Any]) -> Value:
         return self._vector_arg(a[0])
 
-    def _fn_info(self, a: list[Any]) -> Value:
-        raise unsupported("info() (it joins target_info series; write the join with group_left instead)")
-
 
 # Elementwise math functions beyond the ones with their own methods (Prometheus drops __name__).
 _ELEMENTWISE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
