@@ -43,9 +43,6 @@ class Binaries:
                 raise BadInput("fill modifiers do not exist in Prometheus 2.x")
             if op in _SET:
                 raise BadInput(f"fill modifiers are not allowed with the set operator {op}")
-            card = str(mod.card).rsplit(".", 1)[-1]
-            if card != "OneToOne":
-                raise unsupported("fill modifiers with group_left/group_right")
             if isinstance(lhs, Vector) and isinstance(rhs, Vector):
                 lhs, rhs = self._filled(lhs, rhs, mod, fill_l, fill_r)
         if op not in _ARITH | _CMP | _SET:
@@ -67,8 +64,18 @@ class Binaries:
     def _filled(self, lhs: Vector, rhs: Vector, mod: Any, fill_l: float | None,
                  fill_r: float | None) -> tuple[Vector, Vector]:
         """Both sides with a stand-in series (value = the fill) wherever the other side has a
-        match group this side lacks at that step (fill_left fills the left, fill_right the right)."""
+        match group this side lacks at that step (fill_left fills the left, fill_right the right).
+
+        With group_left/group_right a stand-in carries only the match group's labels, as
+        Prometheus documents: one series per group on the "many" side, and no included labels
+        (`group_left(owner)`) from a missing "one" side."""
         sig = self._signature(mod)
+        card = str(mod.card).rsplit(".", 1)[-1]
+        grouped = card != "OneToOne"
+        if card == "OneToMany":
+            # Prometheus swaps the sides of a group_right match before filling, so there
+            # fill_left fills the right-hand ("many") side and fill_right the left ("one").
+            fill_l, fill_r = fill_r, fill_l
 
         def groups(vec: Vector) -> dict[Labels, tuple[int, np.ndarray]]:
             out: dict[Labels, tuple[int, np.ndarray]] = {}
@@ -89,7 +96,7 @@ class Binaries:
             for k, (row, present) in theirs.items():
                 need = present & ~mine.get(k, (0, none))[1]
                 if need.any():
-                    labels.append(drop_name(other.labels[row]))
+                    labels.append(k if grouped else drop_name(other.labels[row]))
                     masks.append(need)
             if not labels:
                 return side
