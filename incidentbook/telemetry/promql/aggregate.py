@@ -19,6 +19,7 @@ from incidentbook.telemetry.promql.common import (
 )
 from incidentbook.telemetry.promql.storage import Labels
 from incidentbook.telemetry.promql.values import (
+    NAME_LABELS,
     Vector,
     format_count_value,
 )
@@ -84,7 +85,7 @@ class Aggregations:
         def group_key(ls: Labels) -> Labels:
             if by:
                 return tuple(p for p in ls if p[0] in nameset)
-            return tuple(p for p in ls if p[0] not in nameset and p[0] != "__name__")
+            return tuple(p for p in ls if p[0] not in nameset and p[0] not in NAME_LABELS)
 
         if op == "count_values":
             return self._count_values(vec, param, group_key)

@@ -21,6 +21,7 @@ from incidentbook.telemetry.promql.common import (
 )
 from incidentbook.telemetry.promql.storage import Labels
 from incidentbook.telemetry.promql.values import (
+    NAME_LABELS,
     Scalar,
     Vector,
     drop_name,
@@ -120,16 +121,20 @@ class Binaries:
         return op == "atan2" and self.version == "2"
 
     @staticmethod
-    def _signature(mod: Any) -> Callable[[Labels], Labels]:
+    def _signature(mod: Any, set_op: bool = False) -> Callable[[Labels], Labels]:
+        """The match-group key of a label set. Arithmetic and comparisons match on the
+        type-and-unit labels (`__type__`, `__unit__`) like any other; set operators ignore them
+        with `__name__`, as Prometheus does."""
         matching = mod.matching if mod is not None else None
         if matching is not None and str(matching.type).endswith("Include"):
             on = set(matching.labels)
             return lambda ls: tuple(p for p in ls if p[0] in on)
-        ign = set(matching.labels) if matching is not None else set()
-        return lambda ls: tuple(p for p in ls if p[0] not in ign and p[0] != "__name__")
+        ign = set(matching.labels) | (NAME_LABELS if set_op else {"__name__"}) if matching is not None \
+            else (NAME_LABELS if set_op else {"__name__"})
+        return lambda ls: tuple(p for p in ls if p[0] not in ign)
 
     def _set_op(self, op: str, lhs: Vector, rhs: Vector, mod: Any) -> Value:
-        sig = self._signature(mod)
+        sig = self._signature(mod, set_op=True)
 
         def any_by_sig(vec: Vector) -> dict[Labels, np.ndarray]:
             out: dict[Labels, np.ndarray] = {}
@@ -205,7 +210,8 @@ class Binaries:
         for i, j in zip(pi, pj):
             d = dict(many.labels[i])
             if drop:
-                d.pop("__name__", None)
+                for n in NAME_LABELS:
+                    d.pop(n, None)
             if card == "OneToOne":
                 if on:
                     d = {k: v for k, v in d.items() if k in match_names}
@@ -220,7 +226,8 @@ class Binaries:
                     else:
                         d.pop(n, None)
             if drop:
-                d.pop("__name__", None)
+                for n in NAME_LABELS:
+                    d.pop(n, None)
             labels.append(tuple(sorted(d.items())))
         # Matching must be unique per step: one-to-one per match group, many-to-one per result series.
         bucket: dict[Any, list[int]] = {}
