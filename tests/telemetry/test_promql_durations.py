@@ -132,3 +132,12 @@ def test_rewrite_values() -> None:
     assert rewrite("x[24m+((1.5*2m)+2m)]", 0, 0) == "x[1740000ms]"
     assert rewrite("x[30m1s-30m1s % 1m]", 0, 0) == "x[1800000ms]"
     assert json.dumps(rewrite("x offset -min_of(step(), 1s)", 5000, 0)) == json.dumps("x offset -1000ms")
+
+
+def test_long_operator_chains_are_one_line_errors_or_answers(on: ReplaySource) -> None:
+    """A 20,000-term `1^1^…` range (1 s: (T0+499, T0+500] holds the one sample at T0+500) and
+    15,000 signs (an even count: +10 s) before an offset are worked out without exhausting the
+    stack; 2^3^2 is right-associative: 512 s."""
+    assert _one(on, "count_over_time(x[" + "^".join(["1"] * 20000) + "s])", T0 + 500)[1] == 1
+    assert _one(on, "x offset (" + "-" * 15000 + "10s)", T0 + 500)[1] == 49
+    assert rewrite("x[2^3^2]", 0, 0) == "x[512000ms]"

@@ -87,15 +87,27 @@ class _Calc:
         return sign * self._power()
 
     def _power(self) -> float:
-        base = self._atom()
-        if self._peek() == "^":
+        # Right-associative, folded in a loop so a long `1^1^1…` chain cannot exhaust the stack;
+        # each exponent may carry its own sign (2^-1).
+        operands = [self._atom()]
+        signs: list[float] = []
+        while self._peek() == "^":
             self._take()
-            exp = self._unary()  # right-associative
+            sign = 1.0
+            while self._peek() in ("+", "-"):
+                sign = -sign if self._take()[1] == "-" else sign
+            signs.append(sign)
+            operands.append(self._atom())
+        value = operands[-1] * (signs[-1] if signs else 1.0)
+        for k in range(len(operands) - 2, -1, -1):
+            base = operands[k]
             try:
-                return math.pow(base, exp)
+                value = math.pow(base, value)
             except (OverflowError, ValueError):
-                raise BadInput(f"duration expression {self.text!r}: {base:g}^{exp:g} is not a duration") from None
-        return base
+                raise BadInput(f"duration expression {self.text!r}: {base:g}^{value:g} is not a duration") from None
+            if k > 0:
+                value *= signs[k - 1]
+        return value
 
     def _atom(self) -> float:
         kind, tok = self._take()
