@@ -38,8 +38,13 @@ RANGE_QUERIES = [
     "memory_bytes / on(service) group_left(version) build_info",
     "cpu_ratio > 0.9",
     "label_replace(memory_bytes, \"svc\", \"$1\", \"service\", \"svc(.*)\")",
+    # subqueries: the inner expression is evaluated at its own aligned steps
+    "max_over_time(rate(http_requests_total[5m])[30m:1m])",
+    "avg_over_time(sum by (service) (rate(http_requests_total[5m]))[1h:5m])",
+    "max_over_time(deriv(memory_bytes[10m])[20m:30s])",
 ]
 INSTANT_QUERIES = [
+    "max_over_time(rate(http_requests_total[5m])[1h:1m])",
     "sum by (service) (rate(http_requests_total[5m]))",
     "histogram_quantile(0.9, rate(request_duration_seconds_bucket[5m]))",
     "topk(3, max_over_time(memory_bytes[1h]))",
@@ -70,7 +75,9 @@ def main() -> None:
         sys.exit(f"cannot run the replay benchmark: {reason}")
     data = generate(hours=args.hours, services=args.services, instances=args.instances)
     t0 = time.perf_counter()
-    replay = ReplaySource.from_frame(data)
+    # Prometheus 2.x semantics, as the Prometheus it is timed against (Debian's 2.42); subqueries
+    # without a step use the test server's 15 s evaluation interval there as here.
+    replay = ReplaySource.from_frame(data, promql="2", subquery_step_s=15)
     load_s = time.perf_counter() - t0
     end = promserver.FIXED_NOW
     start = end - int(args.hours * 3600) + 600
@@ -101,7 +108,7 @@ def main() -> None:
     tp, tr, tf = (sum(x[i] for x in rows) for i in (3, 4, 5))
     print(f"| **total** | | | **{tp * 1000:.0f}** | **{tr * 1000:.0f}** | **{tr / tp:.2f}** | **{tf * 1000:.0f}** |")
     print(f"\nReplay / Prometheus wall time over the whole set: {tr / tp:.2f}x (raw JSON shape), "
-          f"{tf / tp:.2f}x (DataFrame). Goal: within 3x.")
+          f"{tf / tp:.2f}x (DataFrame). Goal: within 1x.")
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ def render() -> str:
     from incidentbook.config import (
         AgentConfig,
         LibraryConfig,
+        ReplayConfig,
         RunnerConfig,
         ServerConfig,
         SourceConfig,
@@ -144,6 +145,8 @@ def render() -> str:
         _table("[runner]", RunnerConfig, "How runbooks run (papermill, one kernel per run)."),
         _table("[store]", StoreConfig, "Where incidents live: SQLite by default, PostgreSQL for a team."),
         _table("[library]", LibraryConfig, "The postmortem library."),
+        _table("[replay]", ReplayConfig, "Replaying telemetry bundles (see docs/connecting.md for what "
+               "each PromQL version changes)."),
         "## `[topology]`\n\nService -> the services it calls, e.g. `checkout = [\"payments\", \"inventory\"]`. "
         "Alert-storm correlation groups alerts along these edges.\n",
         _table("[actions]", ActionsConfig, "The write-action policy. With no policy for the current "

@@ -95,6 +95,13 @@ class LibraryConfig(_Section):
     path: str = "library"
 
 
+class ReplayConfig(_Section):
+    # PromQL semantics ("3" or "2") of replayed bundles that do not record their Prometheus version
+    promql: Literal["3", "2"] = "3"
+    # Prometheus 3.x feature flags the source runs with (e.g. "promql-duration-expr"); none by default
+    features: list[str] = Field(default_factory=list)
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
@@ -102,6 +109,7 @@ class Config(_Section):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     library: LibraryConfig = Field(default_factory=LibraryConfig)
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
     # service -> services it calls; alert-storm correlation groups alerts along these edges.
     topology: dict[str, list[str]] = Field(default_factory=dict)
     # The write-action policy; validated by incidentbook.actions.policy.ActionsConfig at load.

@@ -44,6 +44,12 @@ url = ""
 # Where closed incidents become versioned, searchable postmortems.
 path = "library"
 
+[replay]
+# PromQL semantics for bundles that do not record their Prometheus version: "3" or "2".
+promql = "3"
+# Prometheus 3.x --enable-feature flags the source runs with, for replay to follow as well:
+# features = ["promql-duration-expr", "promql-experimental-functions"]
+
 # Telemetry sources. Runbooks and magics query them read-only.
 # [sources.prometheus]
 # url = "http://prometheus:9090"

@@ -4,7 +4,8 @@ Layout (schema version 1):
 
 - `manifest.json`: `schema_version`, `created`, `window` (`start`, `end`, ISO 8601 UTC),
   `services`, `topology` (service -> list of services it calls), `namespace`, `source`
-  (where the bundle came from) and `ground_truth` (only for simulated or archived incidents:
+  (where the bundle came from), `prometheus` (`version` of the Prometheus the metrics came
+  from, when it told; replay follows that version's PromQL semantics) and `ground_truth` (only for simulated or archived incidents:
   `root_cause_service`, `fault_kind`, `onset`, `remediation`) or null.
 - `metrics.parquet`: long form, columns `timestamp` (UTC, millisecond precision), `metric`
   (name), `labels` (JSON object string, sorted keys, without `__name__`), `value` (float64).

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from incidentbook.errors import BadInput
+from incidentbook.errors import BadInput, IncidentbookError
 from incidentbook.redact import default_redact
 from incidentbook.telemetry.base import METRIC_FRAME_FIXED, TimeLike
 from incidentbook.telemetry.bundle import (
@@ -65,6 +65,35 @@ def metrics_to_bundle_frame(long: pd.DataFrame) -> pd.DataFrame:
     metric = long["__name__"].astype(str) if "__name__" in long.columns else pd.Series("", index=long.index)
     return pd.DataFrame({"timestamp": long["timestamp"].to_numpy(), "metric": metric.to_numpy(),
                          "labels": labels, "value": long["value"].to_numpy()})[METRIC_COLUMNS]
+
+
+_VERSION_TEXT = re.compile(r"v?\d{1,4}\.\d{1,4}(\.\d{1,6})?([-+][0-9A-Za-z.-]{1,40})?")
+
+
+def prometheus_build(telemetry: Telemetry) -> dict[str, str] | None:
+    """The Prometheus version behind the metrics source, for replay to follow its semantics.
+
+    Asked of a live Prometheus at /api/v1/status/buildinfo; a replayed bundle passes on the
+    version it recorded. None when the source does not tell (or answers something that is not
+    a version). Stale markers cannot be kept: the query API never returns them.
+    """
+    try:
+        src = telemetry._pick("metrics")
+    except IncidentbookError:
+        return None
+    version: Any = None
+    ask = getattr(src, "_request", None)
+    if callable(ask):
+        try:
+            data = ask("/api/v1/status/buildinfo", {}, "")
+        except IncidentbookError:
+            return None
+        version = data.get("version") if isinstance(data, dict) else None
+    else:
+        version = getattr(src, "prometheus_version", None)
+    if not isinstance(version, str) or not _VERSION_TEXT.fullmatch(version):
+        return None
+    return {"version": version}
 
 
 def _frame_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -154,6 +183,7 @@ def export_bundle(telemetry: Telemetry, out: str | Path, window_start: TimeLike,
                    "metric_queries": metric_queries, "log_queries": log_queries, "step_s": step},
         "gaps": gaps,
         "ground_truth": None,
+        **({"prometheus": build} if (build := prometheus_build(telemetry)) else {}),
         **dict(extra_manifest or {}),
     }
     return write_bundle(out, manifest, metrics, logs=logs, events=events, changes=changes,

@@ -16,6 +16,7 @@ from incidentbook.telemetry.changes import ChangesFeed, ContextCalendar
 from incidentbook.telemetry.export import export_bundle
 from incidentbook.telemetry.loki import LokiSource
 from incidentbook.telemetry.prometheus import PrometheusSource
+from incidentbook.telemetry.replay import ReplaySource
 from incidentbook.telemetry.sources import Telemetry
 from tests.support.promserver import FIXED_NOW, start_prometheus
 from tests.telemetry.loopback import LoopbackServer, Reply
@@ -87,6 +88,9 @@ def test_export_then_replay_matches_live(prom, workspace, tmp_path):
     assert b.services == ["checkout", "search"] and b.topology == {"checkout": ["search"]}
     assert b.window == (WIN_START, WIN_END)
     assert b.manifest["gaps"] == {"events": "no events source configured"}
+    # The source's Prometheus version is recorded, and replay follows that version's semantics.
+    assert b.manifest["prometheus"]["version"].startswith("2.")
+    assert ReplaySource(out).promql == "2"
     m = b.metrics
     # only the involved services' series, via the service or job label; billing is left out
     keys = {(r.metric, r.labels) for r in m[["metric", "labels"]].drop_duplicates().itertuples()}

@@ -22,6 +22,9 @@ QUERIES = [
     "deriv(g[{w}])", "avg_over_time(g[{w}])", "stddev_over_time(g[{w}])",
     "quantile_over_time(0.3, g[{w}])", "sum by (k) (rate(c[{w}]))", "max(g) - min(g)", "g",
     "resets(c[{w}])", "changes(g[{w}])",
+    # subqueries (inner steps aligned to absolute time, windows closed in 2.x), holt_winters
+    "max_over_time(rate(c[{w}])[5m:30s])", "avg_over_time(g[{w}:15s])", "sum_over_time(g[10m:])",
+    "holt_winters(g[{w}], 0.3, 0.6)", "rate(c[{w}:10s])",
 ]
 
 
@@ -61,7 +64,7 @@ def _close(a: str, b: str) -> bool:
 @given(data=datasets(), window=st.sampled_from(["30s", "1m", "2m", "5m"]), step=st.sampled_from([7, 15, 60]))
 def test_replay_agrees_with_prometheus_on_drawn_data(tmp_path_factory: pytest.TempPathFactory,
                                                     data: pd.DataFrame, window: str, step: int) -> None:
-    src = ReplaySource.from_frame(data)
+    src = ReplaySource.from_frame(data, promql="2", subquery_step_s=15)
     t_min = int(data["timestamp"].min().timestamp())
     t_max = int(data["timestamp"].max().timestamp()) + 400
     with start_prometheus(tmp_path_factory.mktemp("prop"), data) as prom:

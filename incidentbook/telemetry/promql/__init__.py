@@ -5,12 +5,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
 from incidentbook.errors import BadInput
-from incidentbook.telemetry.promql.engine import MAX_POINTS, Evaluator, parse, unsupported
+from incidentbook.telemetry.promql.common import (
+    DEFAULT_VERSION,
+    FEATURES,
+    MAX_POINTS,
+    SUBQUERY_STEP_MS,
+    VERSIONS,
+    parse,
+    unsupported,
+)
+from incidentbook.telemetry.promql.engine import Evaluator
 from incidentbook.telemetry.promql.storage import Labels, SeriesStore
 from incidentbook.telemetry.promql.values import (
     Matrix,
@@ -21,7 +31,7 @@ from incidentbook.telemetry.promql.values import (
     format_values,
 )
 
-__all__ = ["SeriesStore", "Series", "evaluate_range", "evaluate_instant", "range_query",
+__all__ = ["DEFAULT_VERSION", "FEATURES", "SUBQUERY_STEP_MS", "VERSIONS", "SeriesStore", "Series", "evaluate_range", "evaluate_instant", "range_query",
            "instant_query", "to_api_data"]
 
 # One result series: labels, sample times (ms), values.
@@ -40,8 +50,13 @@ def _strip(node: Any) -> Any:
 
 
 def evaluate_range(store: SeriesStore, promql: str, start_ms: int, end_ms: int,
-                   step_ms: int) -> list[Series]:
-    """Evaluate a range query; series sorted by labels, as Prometheus sorts them."""
+                   step_ms: int, version: str = DEFAULT_VERSION,
+                   subquery_step_ms: int = SUBQUERY_STEP_MS,
+                   features: frozenset[str] = frozenset()) -> list[Series]:
+    """Evaluate a range query; series sorted by labels, as Prometheus sorts them.
+
+    `version` ("3" or "2") is the Prometheus major version whose semantics apply; `features`
+    the Prometheus feature flags to follow (see FEATURES)."""
     if step_ms <= 0:
         raise BadInput("zero or negative query resolution step widths are not accepted; give a positive step")
     if end_ms < start_ms:
@@ -50,9 +65,10 @@ def evaluate_range(store: SeriesStore, promql: str, start_ms: int, end_ms: int,
     if n > MAX_POINTS:
         raise BadInput("exceeded maximum resolution of 11,000 points per timeseries; "
                        "try decreasing the query resolution (a larger step)")
-    node = parse(promql)
+    node = parse(promql, version, features=features, step_ms=step_ms, range_ms=end_ms - start_ms)
     times = start_ms + step_ms * np.arange(n, dtype="int64")
-    val = Evaluator(store, times, start_ms=start_ms, end_ms=end_ms).eval(node)
+    val = Evaluator(store, times, start_ms=start_ms, end_ms=end_ms, version=version,
+                    subquery_step_ms=subquery_step_ms).eval(node)
     if isinstance(val, Scalar):
         return [((), times, val.v)]
     if not isinstance(val, Vector):
@@ -66,10 +82,14 @@ def evaluate_range(store: SeriesStore, promql: str, start_ms: int, end_ms: int,
     return out
 
 
-def evaluate_instant(store: SeriesStore, promql: str, t_ms: int) -> Vector | Scalar | String | Matrix:
+def evaluate_instant(store: SeriesStore, promql: str, t_ms: int,
+                     version: str = DEFAULT_VERSION,
+                     subquery_step_ms: int = SUBQUERY_STEP_MS,
+                     features: frozenset[str] = frozenset()) -> Vector | Scalar | String | Matrix:
     """Evaluate an instant query; vector rows come in Prometheus's output order."""
-    node = parse(promql)
-    val = Evaluator(store, np.array([t_ms], dtype="int64"), start_ms=t_ms, end_ms=t_ms).eval(node)
+    node = parse(promql, version, features=features)
+    val = Evaluator(store, np.array([t_ms], dtype="int64"), start_ms=t_ms, end_ms=t_ms,
+                    version=version, subquery_step_ms=subquery_step_ms).eval(node)
     if isinstance(val, Vector):
         keep = np.flatnonzero(val.m[:, 0])
         top = _strip(node)
@@ -78,26 +98,52 @@ def evaluate_instant(store: SeriesStore, promql: str, t_ms: int) -> Vector | Sca
         vals = val.v[keep, 0]
         if name in ("sort", "topk", "sort_desc", "bottomk"):
             desc = name in ("sort_desc", "topk")
-            nan_first = np.isnan(vals)
-            key = np.where(nan_first, 0, -vals if desc else vals)
-            keep = keep[np.lexsort((key, ~nan_first))] if name.startswith("sort") else keep[
-                np.lexsort((key, nan_first))]
+            # NaN sorts last in sort, sort_desc, topk and bottomk alike.
+            nan = np.isnan(vals)
+            key = np.where(nan, 0, -vals if desc else vals)
+            keep = keep[np.lexsort((key, nan))]
+        elif name in ("sort_by_label", "sort_by_label_desc"):
+            keep = _sort_by_label(top, val, keep, desc=name.endswith("_desc"))
         val = Vector([val.labels[i] for i in keep], val.v[keep], val.m[keep])
     return val
 
 
-def range_query(store: SeriesStore, promql: str, start_ms: int, end_ms: int, step_ms: int) -> dict[str, Any]:
+def _natural_key(value: str) -> tuple[tuple[int, int | str], ...]:
+    """Natural order: runs of digits compare as numbers, the rest as text."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part)
+                 for part in re.findall(r"\d+|\D+", value))
+
+
+def _sort_by_label(call: Any, val: Vector, keep: np.ndarray, desc: bool) -> np.ndarray:
+    """Rows of an instant vector in sort_by_label order: the named labels in natural order, then
+    the full label set."""
+    names = []
+    for arg in call.args[1:]:
+        arg = _strip(arg)
+        if type(arg).__name__ != "StringLiteral":
+            raise BadInput("sort_by_label() takes label names as string literals")
+        names.append(arg.val)
+    rows = sorted(keep.tolist(), key=lambda i: (tuple(_natural_key(dict(val.labels[i]).get(n, "")) for n in names),
+                                               val.labels[i]), reverse=desc)
+    return np.array(rows, dtype=int)
+
+
+def range_query(store: SeriesStore, promql: str, start_ms: int, end_ms: int, step_ms: int,
+                version: str = DEFAULT_VERSION, subquery_step_ms: int = SUBQUERY_STEP_MS,
+                features: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The `data` object of /api/v1/query_range."""
     result = []
-    for labels, t, v in evaluate_range(store, promql, start_ms, end_ms, step_ms):
+    for labels, t, v in evaluate_range(store, promql, start_ms, end_ms, step_ms, version, subquery_step_ms,
+                                       features):
         result.append({"metric": dict(labels),
                        "values": [[_ts(x), s] for x, s in zip(t.tolist(), format_values(v))]})
     return {"resultType": "matrix", "result": result}
 
 
-def instant_query(store: SeriesStore, promql: str, t_ms: int) -> dict[str, Any]:
+def instant_query(store: SeriesStore, promql: str, t_ms: int, version: str = DEFAULT_VERSION,
+                  subquery_step_ms: int = SUBQUERY_STEP_MS, features: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The `data` object of /api/v1/query."""
-    return to_api_data(evaluate_instant(store, promql, t_ms), t_ms)
+    return to_api_data(evaluate_instant(store, promql, t_ms, version, subquery_step_ms, features), t_ms)
 
 
 def to_api_data(val: Vector | Scalar | String | Matrix, t_ms: int) -> dict[str, Any]:

@@ -46,9 +46,14 @@ class Matrix:
     series: list[tuple[Labels, np.ndarray, np.ndarray]]
 
 
+# Dropped together: Prometheus's type-and-unit labels (`__type__`, `__unit__`, present only when
+# the source ran with --enable-feature=type-and-unit-labels) are handled as `__name__` is.
+NAME_LABELS = frozenset({"__name__", "__type__", "__unit__"})
+
+
 def drop_name(ls: Labels) -> Labels:
-    """The label set without `__name__`."""
-    return tuple(p for p in ls if p[0] != "__name__")
+    """The label set without `__name__` (and the type-and-unit labels that go with it)."""
+    return tuple(p for p in ls if p[0] not in NAME_LABELS)
 
 
 def merge_rows(labels: list[Labels], v: np.ndarray, m: np.ndarray) -> Vector:
