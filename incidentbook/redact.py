@@ -214,6 +214,9 @@ def config_secret_envs(cfg: Any) -> list[str]:
 
     def walk(value: Any, key: str = "") -> None:
         if isinstance(value, Mapping):
+            if key.endswith("_env"):  # headers_env = {Header = "VARIABLE"}
+                names.extend(v for v in value.values() if isinstance(v, str) and v)
+                return
             for k, v in value.items():
                 walk(v, str(k))
         elif isinstance(value, (list, tuple)):
@@ -222,12 +225,7 @@ def config_secret_envs(cfg: Any) -> list[str]:
         elif isinstance(value, str) and key.endswith("_env") and value:
             names.append(value)
 
-    dump = cfg.model_dump() if hasattr(cfg, "model_dump") else cfg
-    if isinstance(dump, Mapping):
-        for k, v in dump.items():
-            if isinstance(v, Mapping) and k.endswith("_env"):  # headers_env = {Header = "VAR"}
-                names.extend(x for x in v.values() if isinstance(x, str) and x)
-            walk({k: v} if not isinstance(v, Mapping) else v, k)
+    walk(cfg.model_dump() if hasattr(cfg, "model_dump") else cfg)
     return sorted(set(names))
 
 
@@ -471,6 +469,19 @@ class Redactor:
         return _PSEUDONYM.sub(lambda m: self._back[m.group(0)] if m.group(0) in self._persist else m.group(0), text)
 
     __call__ = redact
+
+    def restored_values(self, text: str) -> list[str]:
+        """The real values `restore(text)` would put back (so a caller can hide them again)."""
+        return [self._back[p] for p in _PSEUDONYM.findall(text or "") if p in self._back]
+
+    def hide(self, text: str, values: Iterable[str]) -> str:
+        """`text` with each of `values` (which this redactor has seen) replaced by its pseudonym,
+        whatever its length: for text built from input whose pseudonyms were restored."""
+        for v in sorted(set(values), key=len, reverse=True):
+            pseudo = self._forward.get(v)
+            if pseudo and v and v in text:
+                text = text.replace(v, pseudo)
+        return text
 
     def report(self) -> dict[str, Any]:
         """What was replaced: counts per rule and per place (never the values)."""
