@@ -96,7 +96,7 @@ class Rule:
 
 _IPV4 = r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\w.]*\d)"
 # A value after `=` or `:`: quoted (spaces allowed) or bare (up to whitespace or a delimiter).
-_VALUE = r"""(?:"([^"\n]{1,512})"|'([^'\n]{1,512})'|([^\s"'&,;}<>]{1,512}))"""
+_VALUE = r"""(?:\\?"([^"\n]{1,512}?)\\?"|\\?'([^'\n]{1,512}?)\\?'|((?:[^\s"'&,;}<>\\]|\\(?!["'])){1,512}))"""
 _ENV_NAME = (r"(?:[A-Z0-9]+_)*(?:PASSWORD|PASSWD|PASS|PWD|TOKEN|SECRET|KEY|APIKEY|CREDENTIALS?)"
              r"|PGPASSWORD|MYSQL_PWD")
 #: Built-in rules, applied in this order (longest and most specific first).
@@ -126,16 +126,16 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     Rule("aws_secret_key", "AWS-SECRET", re.compile(
         r"(?i)\baws_?secret(?:_?access)?_?key[\"']?\s*[=:]\s*[\"']?([A-Za-z0-9/+=]{40})\b"), 1),
     Rule("known_token", "TOKEN", re.compile(
-        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{30,}|xox[abprso]-[A-Za-z0-9-]{10,}"
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|xox[abprso]-[A-Za-z0-9-]{10,}"
         r"|xapp-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{20,}"
         r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})")),
     Rule("env_secret", "SECRET", re.compile(
         rf"(?<![A-Za-z0-9])(?:export\s+)?(?:{_ENV_NAME})\b[\"']?\s*(?:=|:\s)\s*{_VALUE}"), (1, 2, 3)),
     Rule("password", "PASSWORD", re.compile(
-        r"(?i)\b(?:password|passwd|pwd|pass)[\"']?\s*[=:]\s*[\"']?([^\s\"'&,;}]+)"), 1),
+        r"(?i)\b(?:password|passwd|pwd|pass)\\?[\"']?\s*[=:]\s*\\?[\"']?((?:[^\s\"'&,;}\\]|\\(?![\"']))+)"), 1),
     Rule("api_key", "API-KEY", re.compile(
         r"(?i)\b(?:api[_-]?key|apikey|access[_-]?key|secret[_-]?key|client[_-]?secret|secret|"
-        r"auth[_-]?token|access[_-]?token|refresh[_-]?token|token|x-api-key)[\"']?\s*[=:]\s*[\"']?([^\s\"'&,;}]+)"), 1),
+        r"auth[_-]?token|access[_-]?token|refresh[_-]?token|token|x-api-key)\\?[\"']?\s*[=:]\s*\\?[\"']?((?:[^\s\"'&,;}\\]|\\(?![\"']))+)"), 1),
     Rule("email", "EMAIL", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
          secret=False),
     Rule("ipv4", "IP", re.compile(_IPV4), secret=False),
@@ -307,8 +307,8 @@ def _entropy_fn() -> Callable[[str], float]:
 
 # `name = value` / `name: value` / `"name": "value"`: a candidate for the entropy check.
 _ASSIGNMENT = re.compile(
-    r"""(?<![A-Za-z0-9_])["']?([A-Za-z_][A-Za-z0-9_.-]{0,63})["']?\s*(?:=|:=|=>|:)\s*["']?"""
-    r"""([A-Za-z0-9+/_~.=-]{20,})""")
+    r"""(?<![A-Za-z0-9_])\\?["']?([A-Za-z_][A-Za-z0-9_.-]{0,63})\\?["']?\s*(?:=|:=|=>|:)\s*\\?["']?"""
+    r"""([A-Za-z0-9+/_~.=-]{20,})(?![A-Za-z0-9+/_~.=-])(?!["']?\s*(?:=|:))""")
 _SECRETISH_NAME = re.compile(r"(?i)(?:key|secret|token|pass|pwd|auth|cred|sig|salt|private|session|cookie)")
 _HEX = re.compile(r"[0-9a-fA-F-]+")
 # Names whose long random values are content, not credentials (chart data, digests, ids).
