@@ -360,6 +360,10 @@ class ToolBox:
         """What goes back to the model: redacted, and every value restored from its input hidden."""
         return self.redactor.hide(self.redactor.redact(text), self._restored)
 
+    def _shown(self, text: str) -> str:
+        """Text kept for people (errors, evidence): secrets hidden, personal data put back."""
+        return self.redactor.restore(self._redact(text), secrets=False)
+
     def _error(self, text: str) -> ToolOutcome:
         return ToolOutcome(self._redact(text), True)
 
@@ -374,10 +378,11 @@ class ToolBox:
 
     def _result(self, tool_use_id: str, tool: str, res: Any,
                 summarise: Callable[[pd.DataFrame], tuple[str, dict[str, Any]]]) -> ToolOutcome:
-        call = Call(tool_use_id, tool, _SOURCE[tool], res.query, res.status)
+        # The query as people see it (evidence, proposals): a secret it carried stays a pseudonym.
+        call = Call(tool_use_id, tool, _SOURCE[tool], self._shown(res.query), res.status)
         if res.status == "error":
             # Kept for the notebook: no secret the query carried (restored) survives in it.
-            self.errors.append(self.redactor.restore(self._redact(f"{res.query}: {res.error}"), secrets=False))
+            self.errors.append(self._shown(f"{res.query}: {res.error}"))
             return self._data(call, tool, f"query failed: {res.error}")
         if res.status == "no_data" or res.data is None or res.data.empty:
             return self._data(call, tool, "no data: the query matched nothing in this window")
@@ -421,7 +426,7 @@ class ToolBox:
         return self._result(tid, "planned_events", res, lambda df: summarise_rows(df, ("start", "end")))
 
     def _search_postmortems(self, tid: str, a: SearchPostmortems) -> ToolOutcome:
-        call = Call(tid, "search_postmortems", "history", a.query, "ok")
+        call = Call(tid, "search_postmortems", "history", self._shown(a.query), "ok")
         search = getattr(self.ctx.history, "search", None)
         if not callable(search):
             call.status = "no_data"
@@ -430,7 +435,7 @@ class ToolBox:
             found = list(search(a.query) or [])[:5]
         except Exception as e:  # noqa: BLE001 - the library is optional evidence, never fatal
             call.status = "error"
-            self.errors.append(f"postmortem search {a.query!r}: {e}")
+            self.errors.append(self._shown(f"postmortem search {a.query!r}: {e}"))
             return self._data(call, "postmortems", f"search failed: {e}")
         items = [f.to_dict() if hasattr(f, "to_dict") else f if isinstance(f, dict) else {"id": str(f)} for f in found]
         call.status, call.numbers = ("ok" if items else "no_data"), {"matches": len(items)}
