@@ -477,10 +477,20 @@ class Redactor:
     def hide(self, text: str, values: Iterable[str]) -> str:
         """`text` with each of `values` (which this redactor has seen) replaced by its pseudonym,
         whatever its length: for text built from input whose pseudonyms were restored."""
-        for v in sorted(set(values), key=len, reverse=True):
+        swaps: dict[str, str] = {}
+        for v in values:
             pseudo = self._forward.get(v)
-            if pseudo and v and v in text:
-                text = text.replace(v, pseudo)
+            if not pseudo or not v:
+                continue
+            swaps[v] = pseudo
+            # A parser quotes the piece it choked on ("function 'Tr0ub4dor'"): the secret-looking
+            # pieces of the value go too (long, with a digit or mixed case; plain words stay).
+            for piece in re.split(r"[^A-Za-z0-9]+", v):
+                if len(piece) >= 6 and (re.search(r"\d", piece) or (piece.lower() != piece and piece.upper() != piece)):
+                    swaps.setdefault(piece, pseudo)
+        for v in sorted(swaps, key=len, reverse=True):
+            if v in text:
+                text = text.replace(v, swaps[v])
         return text
 
     def report(self) -> dict[str, Any]:
