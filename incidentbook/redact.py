@@ -76,6 +76,8 @@ MAPPING_FILE = Path("redaction") / "pseudonyms.json"
 _PSEUDONYM = re.compile(r"\[[A-Z][A-Z0-9-]*-\d+\]")
 #: Known values shorter than this are not redacted by exact value (too many false hits).
 MIN_KNOWN_LEN = 6
+#: Longer values (a whole key block) are found by their shape, not remembered by value.
+MAX_KNOWN_LEN = 4096
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,9 @@ class Rule:
     regex: re.Pattern[str]
     group: int | tuple[int, ...] = 0
     secret: bool = True
+    #: The rule runs only on text holding one of these (lowercase: checked case-insensitively);
+    #: empty: always. A cheap substring test that spares most lines most regexes.
+    hints: tuple[str, ...] = ()
 
     @property
     def groups(self) -> tuple[int, ...]:
@@ -102,43 +107,48 @@ _ENV_NAME = (r"(?:[A-Z0-9]+_)*(?:PASSWORD|PASSWD|PASS|PWD|TOKEN|SECRET|KEY|APIKE
 #: Built-in rules, applied in this order (longest and most specific first).
 BUILTIN_RULES: tuple[Rule, ...] = (
     Rule("private_key", "PRIVATE-KEY", re.compile(
-        r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----.*?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----", re.S)),
+        # the body cannot run past another BEGIN/END line: linear even on a flood of BEGINs
+        r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[^-]|-(?!----(?:BEGIN|END)))*"
+        r"-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----"), hints=("private key",)),
     # A block cut off before its END line (a truncated output): up to the end of its base64 body.
     Rule("private_key_start", "PRIVATE-KEY", re.compile(
-        r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=:,\s-]|\\[nr])*")),
+        r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+        r"(?:(?:\s|\\[nr])*[A-Za-z-]{2,20}: [^\n\\]{0,200})*(?:(?:\s|\\[nr])*[A-Za-z0-9+/=]{4,})*"), hints=("private key",)),
     Rule("slack_webhook", "WEBHOOK", re.compile(
-        r"https://hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]+")),
+        r"https://hooks\.slack(?:-gov)?\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]+"), hints=("hooks.slack",)),
     Rule("url_credentials", "PASSWORD", re.compile(
-        r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@\"'<>]*:([^/\s\"'<>]+)@"), 1),
+        r"(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]{0,30}://[^/\s:@\"'<>]{0,256}:([^/\s\"'<>]{1,256})@"), 1, hints=("://",)),
     Rule("authorization_header", "TOKEN", re.compile(
         r"(?i)\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?"
-        r"(?:(?:bearer|basic|token|digest|negotiate|apikey|api-key|key|sso-key|splunk)\s+)?([^\s\"',;]{4,})"), 1),
+        r"(?:(?:bearer|basic|token|digest|negotiate|apikey|api-key|key|sso-key|splunk)\s+)?([^\s\"',;]{4,})"), 1, hints=("authorization",)),
     Rule("bearer_token", "TOKEN", re.compile(
-        r"(?i)\b(?:bearer|basic)\s+((?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,})"), 1),
+        r"(?i)\b(?:bearer|basic)\s+((?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,})"), 1, hints=("bearer", "basic")),
     Rule("azure_key", "AZURE-KEY", re.compile(
-        r"\b(?:AccountKey|SharedAccessKey|SharedSecret)=([A-Za-z0-9+/=%]{16,})"), 1),
-    Rule("stripe_key", "STRIPE-KEY", re.compile(r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,}")),
-    Rule("google_api_key", "GOOGLE-KEY", re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])")),
+        r"\b(?:AccountKey|SharedAccessKey|SharedSecret)=([A-Za-z0-9+/=%]{16,})"), 1, hints=("accountkey", "sharedaccesskey", "sharedsecret")),
+    Rule("stripe_key", "STRIPE-KEY", re.compile(r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,}"), hints=("k_live_", "k_test_")),
+    Rule("google_api_key", "GOOGLE-KEY", re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])"), hints=("AIza",)),
     Rule("gitlab_token", "GITLAB-TOKEN", re.compile(
-        r"\b(?:glpat|gldt|glft|glsoat|glrt|glcbt|glimt|glptt|glagent|gloas)-[0-9A-Za-z_-]{20,}")),
-    Rule("npm_token", "NPM-TOKEN", re.compile(r"\bnpm_[A-Za-z0-9]{30,}")),
-    Rule("aws_access_key", "AWS-KEY", re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[0-9A-Z]{16}\b")),
+        r"\b(?:glpat|gldt|glft|glsoat|glrt|glcbt|glimt|glptt|glagent|gloas)-[0-9A-Za-z_-]{20,}"), hints=("gl",)),
+    Rule("npm_token", "NPM-TOKEN", re.compile(r"\bnpm_[A-Za-z0-9]{30,}"), hints=("npm_",)),
+    Rule("npmrc_auth", "NPM-TOKEN", re.compile(r"_auth(?:Token)?\s*=\s*[\"']?([^\s\"']{8,512})"), 1, hints=("_auth",)),
+    Rule("aws_access_key", "AWS-KEY", re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[0-9A-Z]{16}\b"), hints=("AKIA", "ASIA", "AIDA", "AROA")),
     Rule("aws_secret_key", "AWS-SECRET", re.compile(
-        r"(?i)\baws_?secret(?:_?access)?_?key[\"']?\s*[=:]\s*[\"']?([A-Za-z0-9/+=]{40})\b"), 1),
+        r"(?i)\baws_?secret(?:_?access)?_?key[\"']?\s*[=:]\s*[\"']?([A-Za-z0-9/+=]{40})\b"), 1, hints=("secret",)),
     Rule("known_token", "TOKEN", re.compile(
         r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|xox[abprso]-[A-Za-z0-9-]{10,}"
         r"|xapp-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{20,}"
-        r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})")),
+        r"|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"), hints=("gh", "xox", "xapp-", "sk-", "eyJ")),
     Rule("env_secret", "SECRET", re.compile(
-        rf"(?<![A-Za-z0-9])(?:export\s+)?(?:{_ENV_NAME})\b[\"']?\s*(?:=|:\s)\s*{_VALUE}"), (1, 2, 3)),
+        rf"(?<![A-Za-z0-9_])(?:export\s+)?(?:{_ENV_NAME})\b[\"']?\s*(?:=|:\s)\s*{_VALUE}"), (1, 2, 3), hints=("PASS", "PWD", "TOKEN", "SECRET", "KEY", "CREDENTIAL")),
     Rule("password", "PASSWORD", re.compile(
-        r"(?i)\b(?:password|passwd|pwd|pass)\\?[\"']?\s*[=:]\s*\\?[\"']?((?:[^\s\"'&,;}\\]|\\(?![\"']))+)"), 1),
+        r"(?i)(?<![a-z0-9_.-])(?:[a-z0-9]+[_.-])*(?:password|passwd|pwd|pass\b)\\?[\"']?\s*[=:]\s*\\?[\"']?((?:[^\s\"'&,;}\\]|\\(?![\"']))+)"), 1, hints=("pass", "pwd")),
     Rule("api_key", "API-KEY", re.compile(
-        r"(?i)\b(?:api[_-]?key|apikey|access[_-]?key|secret[_-]?key|client[_-]?secret|secret|"
-        r"auth[_-]?token|access[_-]?token|refresh[_-]?token|token|x-api-key)\\?[\"']?\s*[=:]\s*\\?[\"']?((?:[^\s\"'&,;}\\]|\\(?![\"']))+)"), 1),
-    Rule("email", "EMAIL", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
-         secret=False),
-    Rule("ipv4", "IP", re.compile(_IPV4), secret=False),
+        r"(?i)(?<![a-z0-9_.-])(?:[a-z0-9]+[_.-])*(?:api[_-]?key|apikey|access[_-]?key|secret[_-]?key|client[_-]?secret|secret|"
+        r"auth[_-]?token|access[_-]?token|refresh[_-]?token|token|x-api-key)\\?[\"']?\s*[=:]\s*\\?[\"']?((?:[^\s\"'&,;}\\]|\\(?![\"']))+)"), 1, hints=("key", "secret", "token")),
+    Rule("email", "EMAIL", re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}"
+                                      r"(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b"),
+         secret=False, hints=("@",)),
+    Rule("ipv4", "IP", re.compile(_IPV4), secret=False, hints=(".",)),
 )
 #: Rules that are not regexes of their own, turned off by the same `disable` list.
 EXTRA_RULES = ("known_values", "detect_secrets", "entropy")
@@ -252,6 +262,7 @@ def known_secret_values(cfg: Any = None, environ: Mapping[str, str] | None = Non
 def encoded_forms(value: str) -> list[str]:
     """The shapes a secret takes in transit: URL-encoded and base64 (standard and URL-safe)."""
     forms = {urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)}
+    forms.add(json.dumps(value)[1:-1])  # as it appears inside a JSON string
     raw = value.encode("utf-8", "surrogatepass")
     for enc in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
         forms |= {enc, enc.rstrip("=")}
@@ -266,14 +277,59 @@ class _Detector:
     name: str
     label: str
     regexes: tuple[re.Pattern[str], ...]
+    hints: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def hint_regex(self) -> re.Pattern[str] | None:
+        """Finds the hints in a long text, so only the lines holding one are scanned."""
+        if not self.hints:
+            return None
+        parts = [f"(?i:{re.escape(h)})" if h.islower() else re.escape(h) for h in self.hints]
+        return re.compile("|".join(parts))
+
+
+# Substrings each detect-secrets detector's matches must contain (see `Rule.hints`); a detector
+# missing here (a new one in a later release) always runs.
+_LIBRARY_HINTS: dict[str, tuple[str, ...]] = {
+    "AWSKeyDetector": ("A3T", "ABIA", "ACCA", "AKIA", "ASIA", "aws"),
+    "ArtifactoryDetector": ("AKC", "AP"), "AzureStorageKeyDetector": ("AccountKey=",),
+    "BasicAuthDetector": ("://",), "CloudantDetector": ("key", "pw", "pass", "token"),
+    "IbmCosHmacDetector": ("secret",), "IbmCloudIamDetector": ("key", "pwd", "pass", "token"), "GitHubTokenDetector": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    "GitLabTokenDetector": ("gl", "GR1348941"), "JwtTokenDetector": ("eyJ",), "MailchimpDetector": ("-us",),
+    "NpmDetector": ("_authToken",), "OpenAIDetector": ("T3BlbkFJ",), "PrivateKeyDetector": ("PRIVATE KEY", "PuTTY"),
+    "PypiTokenDetector": ("pypi-",), "SendGridDetector": ("SG.",), "SlackDetector": ("xox", "hooks.slack"),
+    "SoftlayerDetector": ("key", "pwd", "pass", "token"), "SquareOAuthDetector": ("sq0csp-",), "StripeDetector": ("k_live_",),
+    "TelegramBotTokenDetector": (":",), "TwilioKeyDetector": ("AC", "SK"),
+}
+
+
+def _present(hints: tuple[tuple[str, ...], tuple[str, ...]], text: str) -> frozenset[str]:
+    """Which of all the rules' hints `text` holds: (lowercase ones, any case) and (exact ones)."""
+    lower = text.lower()
+    return frozenset([h for h in hints[0] if h in lower] + [h for h in hints[1] if h in text])
+
+
+def _all_hints(groups: Iterable[tuple[str, ...]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    every = sorted({h for g in groups for h in g})
+    return tuple(h for h in every if h.islower()), tuple(h for h in every if not h.islower())
+
+
+_SKIPPED_DETECTORS = frozenset({"IPPublicDetector", "KeywordDetector", "CloudantDetector", "IbmCosHmacDetector",
+                                "IbmCloudIamDetector", "SoftlayerDetector",
+                                # covered by the shape rules above, whose regexes stay linear on
+                                # hostile runs ("eyJ-eyJ-…", "sk-sk-…", "////…") where these do not
+                                "JwtTokenDetector", "OpenAIDetector", "NpmDetector"})
 
 
 @functools.lru_cache(maxsize=1)
 def library_detectors() -> tuple[_Detector, ...]:
     """The regex detectors of the detect-secrets library, compiled once per process.
 
-    Its IP detector is left out (IPs are personal data here, see the `ipv4` rule) and so is its
-    keyword detector (the `env_secret`, `password` and `api_key` rules cover assignments).
+    Its IP detector is left out (IPs are personal data here, see the `ipv4` rule) and so are its
+    keyword detector and its keyword-assignment ones (Cloudant, IBM Cloud, SoftLayer): the
+    `env_secret`, `password`, `api_key` and entropy rules cover `name = value`, and those
+    look-behind regexes cost more than all the others together on a large notebook. JWT,
+    OpenAI and npm are left to the shape rules, which stay linear on hostile input.
     """
     try:
         import detect_secrets.plugins as pkg
@@ -282,13 +338,13 @@ def library_detectors() -> tuple[_Detector, ...]:
         return ()
     out = []
     for secret_type, cls in sorted(get_mapping_from_secret_type_to_class().items()):
-        if not cls.__module__.startswith(pkg.__name__) or cls.__name__ in ("IPPublicDetector", "KeywordDetector"):
+        if not cls.__module__.startswith(pkg.__name__) or cls.__name__ in _SKIPPED_DETECTORS:
             continue
         denylist = getattr(cls, "denylist", None)
         if not denylist or isinstance(denylist, property):
             continue
         label = re.sub(r"[^A-Z0-9]+", "-", secret_type.upper()).strip("-") or "SECRET"
-        out.append(_Detector(cls.__name__, label, tuple(denylist)))
+        out.append(_Detector(cls.__name__, label, tuple(denylist), _LIBRARY_HINTS.get(cls.__name__, ())))
     return tuple(out)
 
 
@@ -307,8 +363,8 @@ def _entropy_fn() -> Callable[[str], float]:
 
 # `name = value` / `name: value` / `"name": "value"`: a candidate for the entropy check.
 _ASSIGNMENT = re.compile(
-    r"""(?<![A-Za-z0-9_])\\?["']?([A-Za-z_][A-Za-z0-9_.-]{0,63})\\?["']?\s*(?:=|:=|=>|:)\s*\\?["']?"""
-    r"""([A-Za-z0-9+/_~.=-]{20,})(?![A-Za-z0-9+/_~.=-])(?!["']?\s*(?:=|:))""")
+    r"""(?<![A-Za-z0-9_=+/~.-])\\?["']?([A-Za-z_][A-Za-z0-9_.-]{0,63})\\?["']?\s*(?:=|:=|=>|:)\s*\\?["']?"""
+    r"""([A-Za-z0-9+/_~.=-]{20,512})(?![A-Za-z0-9+/_~.=-])(?!["']?\s*(?:=|:))""")
 _SECRETISH_NAME = re.compile(r"(?i)(?:key|secret|token|pass|pwd|auth|cred|sig|salt|private|session|cookie)")
 _HEX = re.compile(r"[0-9a-fA-F-]+")
 # Names whose long random values are content, not credentials (chart data, digests, ids).
@@ -343,6 +399,7 @@ class Replacement:
 
 _KNOWN = Rule("known_values", "SECRET", re.compile(r"(?!)"))
 _ENTROPY = Rule("entropy", "SECRET", re.compile(r"(?!)"))
+_LONG_TEXT = 4096
 
 
 @dataclass
@@ -385,6 +442,9 @@ class Redactor:
         self._secret_rules = [r for r in rules if r.secret]
         self._personal_rules = [r for r in rules if not r.secret]
         self._detectors = library_detectors() if "detect_secrets" not in disabled else ()
+        self._hints = _all_hints([r.hints for r in rules] + [d.hints for d in self._detectors])
+        # A rule or detector with no hints always runs; the others when one of theirs is present.
+        self._always = {id(x) for x in [*rules, *self._detectors] if not x.hints}
         try:
             allow = [*DEFAULT_ALLOWLIST, *self.config.allowlist]
             self._allow = re.compile("|".join(f"(?:{a})" for a in allow))
@@ -431,7 +491,7 @@ class Redactor:
     def add_known(self, values: Mapping[str, str] | Iterable[str], label: str = "SECRET") -> None:
         """Redact these secret values by exact value from now on (also URL-encoded and base64)."""
         for v in values:
-            if len(v) < MIN_KNOWN_LEN or v in self._exact:
+            if not MIN_KNOWN_LEN <= len(v) <= MAX_KNOWN_LEN or v in self._exact:
                 continue
             self._exact[v] = label
             for form in encoded_forms(v):
@@ -445,16 +505,20 @@ class Redactor:
             return text
         learned = len(self._exact)
         text = self._redact_known(text, where)
+        present = _present(self._hints, text)
+        always = self._always
         for rule in self._secret_rules:
-            text = self._apply(rule, text, where)
+            if id(rule) in always or not present.isdisjoint(rule.hints):
+                text = self._apply(rule, text, where)
         if self._detectors:
-            text = self._redact_library(text, where)
-        if "entropy" not in self._disabled:
+            text = self._redact_library(text, present, where)
+        if "entropy" not in self._disabled and ("=" in text or ":" in text):
             text = self._redact_entropy(text, where)
         if len(self._exact) != learned:  # values learned from this text, found elsewhere in it
             text = self._redact_known(text, where)
         for rule in self._personal_rules:
-            text = self._apply(rule, text, where)
+            if id(rule) in always or not present.isdisjoint(rule.hints):
+                text = self._apply(rule, text, where)
         return text
 
     def restore(self, text: str, secrets: bool = True) -> str:
@@ -593,7 +657,7 @@ class Redactor:
             self._back[pseudo] = value
             if not rule.secret:
                 self._persist.add(pseudo)
-            elif len(value) >= MIN_KNOWN_LEN and value not in self._exact:
+            elif MIN_KNOWN_LEN <= len(value) <= MAX_KNOWN_LEN and value not in self._exact:
                 # Seen once as a secret: hidden by exact value everywhere from now on.
                 self._exact[value] = rule.label
                 self._exact_rx = None
@@ -607,11 +671,14 @@ class Redactor:
             self._exact_rx = re.compile("|".join(re.escape(v) for v in sorted(self._exact, key=len, reverse=True)))
         return self._exact_rx.sub(lambda m: self._swap(_KNOWN, m.group(0), where), text)
 
-    def _redact_library(self, text: str, where: str) -> str:
+    def _redact_library(self, text: str, present: frozenset[str], where: str) -> str:
         found: dict[str, _Detector] = {}
+        always = self._always
         for det in self._detectors:
+            if id(det) not in always and present.isdisjoint(det.hints):
+                continue
             for rx in det.regexes:
-                for m in rx.finditer(text):
+                for m in self._library_matches(det, rx, text):
                     groups = [g for g in m.groups() if g]
                     best = max(groups, key=len) if groups else ""
                     value = (best if len(best) >= 8 else m.group(0)).strip(" \t\r\n\"'=:,;")
@@ -625,6 +692,24 @@ class Redactor:
             if value in text:
                 text = text.replace(value, self._swap(rule, value, where))
         return text
+
+    @staticmethod
+    def _library_matches(det: _Detector, rx: re.Pattern[str], text: str) -> Iterable[re.Match[str]]:
+        """The detector's matches; in a long text only the lines holding one of its hints are
+        scanned (its regexes are line-oriented), which keeps a 3 MB notebook cheap."""
+        hint = det.hint_regex
+        if hint is None or len(text) < _LONG_TEXT:
+            yield from rx.finditer(text)
+            return
+        done = -1
+        for h in hint.finditer(text):
+            if h.start() <= done:
+                continue
+            start = text.rfind("\n", 0, h.start()) + 1
+            end = text.find("\n", h.end())
+            end = len(text) if end < 0 else end
+            done = end
+            yield from rx.finditer(text[start:end])
 
     def _redact_entropy(self, text: str, where: str) -> str:
         def swap(m: re.Match[str]) -> str:
@@ -673,6 +758,20 @@ def _redact_display(redactor: Redactor, text: str, where: str) -> str:
     return text if done == plain else done
 
 
+def _redact_json(redactor: Redactor, value: Any, where: str) -> Any:
+    """A JSON output (a chart, a table) redacted as one text, which is much faster than string
+    by string and lets `"password": "…"` be seen as an assignment; string by string if the
+    redacted text is no longer JSON."""
+    text = json.dumps(value, ensure_ascii=False)
+    done = redactor.redact(text, where)
+    if done == text:
+        return value
+    try:
+        return json.loads(done)
+    except ValueError:
+        return redactor.redact_obj(value, where)
+
+
 def redact_notebook(nb: Any, redactor: Redactor, where: str = "") -> Any:
     """A redacted copy of a notebook (an nbformat node or its JSON dict).
 
@@ -707,7 +806,7 @@ def redact_notebook(nb: Any, redactor: Redactor, where: str = "") -> Any:
                     elif isinstance(value, str):
                         data[mime] = _redact_display(redactor, value, where)
                     else:
-                        data[mime] = redactor.redact_obj(value, where)
+                        data[mime] = _redact_json(redactor, value, where)
                 out["data"] = nbformat.from_dict(data)
             if out.get("metadata"):
                 out["metadata"] = nbformat.from_dict(redactor.redact_obj(out["metadata"], where))
