@@ -195,7 +195,7 @@ def library_add_time(nb_path: Path, old: bool, repeat: int) -> float:
 
     fixture = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "alerts" / "checkout_firing.json"
     times = []
-    for n in range(repeat):
+    for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="bench-redact-") as tmp:
             home = Path(tmp)
             cfg = Config(home=home)
