@@ -45,7 +45,9 @@ DEFAULT_MAX_LOG_LINES = 50_000
 
 def default_queries(services: Sequence[str]) -> tuple[list[str], list[str]]:
     """The default (PromQL, LogQL) selectors for `services`."""
-    alt = "|".join(re.escape(s) for s in services)
+    # re.escape writes `kv\-cache`; inside a quoted PromQL/LogQL string the backslash itself must
+    # be escaped, or the parser rejects `\-` (Loki and the replay engine both do).
+    alt = "|".join(re.escape(s) for s in services).replace("\\", "\\\\")
     return ([f'{{service=~"{alt}"}}', f'{{job=~"{alt}"}}'], [f'{{service=~"{alt}"}}'])
 
 
