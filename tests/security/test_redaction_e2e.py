@@ -189,7 +189,8 @@ def test_the_model_saw_the_evidence_but_no_secret(loop: dict[str, Any]) -> None:
     server: MessagesServer = loop["server"]
     sent = b"\n".join(server.raw).decode("utf-8", "replace")
     decoded = json.dumps(server.requests, ensure_ascii=False)
-    assert len(server.requests) == 4
+    # the runbook's own investigation at ingest asked the model too; %investigate made 4 requests
+    assert len(server.requests) >= 4 and {"logs", "r-l2", "r-m1"} <= set(loop["seen"])
     assert not leaks(sent) and not leaks(decoded)
     assert KEEP in decoded and KEEP_EVENT in decoded and KEEP_CHANGE in decoded
     # the echoed pseudonyms came back as errors naming the pseudonym, not the value
