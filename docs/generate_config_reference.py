@@ -116,12 +116,34 @@ def _table(title: str, model: type[BaseModel], intro: str, skip: tuple[str, ...]
     return f"## `{title}`\n\n{intro}\n\n{extra}" + "\n".join(rows) + "\n"
 
 
+_COMMON = ("url", "headers_env", "timeout_s", "verify_tls", "kind")
+
+_SECRETS = """## Secrets and redaction
+
+A secret written into `incidentbook.toml` is refused when the file is loaded: a key such as
+`password`, `token`, `secret`, `api_key` or `authorization` with a literal value, or any value
+that looks like a key, a token or a URL with a password in it. The error names the table and the
+key and says where it goes instead: put it in an environment variable and name it in
+`<key>_env` (for a source's URL, in `headers_env`).
+
+The values of all variables the file names in a `*_env` key (including the values of a
+`headers_env` table) are then redacted by exact value wherever incidentbook writes or sends
+text — notebooks, the store, logs, Slack, the library, exported bundles, model requests. What
+else is redacted, where, and how to add your own pattern (`redaction.toml` in the library) is in
+[the postmortem library](postmortems.md#what-is-redacted-and-where).
+"""
+
+
 def render() -> str:
     """The whole reference as Markdown."""
     from incidentbook.actions.policy import ActionsConfig, EnvironmentPolicy
     from incidentbook.config import (
         AgentConfig,
+        FeedSettings,
+        KubernetesSettings,
         LibraryConfig,
+        LokiSettings,
+        PrometheusSettings,
         ReplayConfig,
         RunnerConfig,
         ServerConfig,
@@ -140,8 +162,17 @@ def render() -> str:
         _table("[server]", ServerConfig, "`incidentbook serve`: the webhook intake and its workers."),
         _table("[agent]", AgentConfig, "Which investigator ranks hypotheses, and the budgets of a model-backed one."),
         _table("[sources.NAME]", SourceConfig,
-               "One table per telemetry source: `prometheus`, `loki`, `kubernetes`, `alertmanager`, or a "
-               "registered connector. Connectors accept further keys of their own."),
+               "One table per telemetry source: `prometheus`, `loki`, `kubernetes`, `changes`, `context`, "
+               "`replay`, or a registered connector (`kind = \"…\"` picks it; default: NAME). A built-in "
+               "connector's table accepts only the keys below plus its own (next tables); an unknown key is "
+               "an error naming the nearest valid one. A registered connector checks its own keys."),
+        _table("[sources.NAME] kind = \"prometheus\"", PrometheusSettings, "Prometheus, keys of its own.",
+               skip=_COMMON),
+        _table("[sources.NAME] kind = \"loki\"", LokiSettings, "Loki, keys of its own.", skip=_COMMON),
+        _table("[sources.NAME] kind = \"kubernetes\"", KubernetesSettings, "The Kubernetes API (events, "
+               "rollouts), keys of its own.", skip=_COMMON),
+        _table("[sources.NAME] kind = \"changes\" / \"context\"", FeedSettings, "A JSON-lines feed of "
+               "deploys or planned events, keys of its own.", skip=_COMMON),
         _table("[runner]", RunnerConfig, "How runbooks run (papermill, one kernel per run)."),
         _table("[store]", StoreConfig, "Where incidents live: SQLite by default, PostgreSQL for a team."),
         _table("[library]", LibraryConfig, "The postmortem library."),
@@ -154,6 +185,7 @@ def render() -> str:
         _table("[actions.environments.NAME]", EnvironmentPolicy,
                "What write actions one environment allows and how big they may be "
                "(actions: `rollout_undo`, `scale`, `restart`)."),
+        _SECRETS,
     ]
     return "\n".join(parts)
 

@@ -899,10 +899,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `incidentbook` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from incidentbook.redact import install_log_redaction, redact_secrets
+
+    install_log_redaction()  # no log line of this process carries a secret
     try:
         return int(args.func(args) or 0)
     except IncidentbookError as e:
-        print(f"incidentbook: error: {e}", file=sys.stderr)
+        print(f"incidentbook: error: {redact_secrets(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("incidentbook: interrupted", file=sys.stderr)
@@ -912,7 +915,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # last resort: one line, never a bare traceback
         if os.environ.get("INCIDENTBOOK_DEBUG"):
             raise
-        print(f"incidentbook: internal error: {type(e).__name__}: {e} "
+        print(f"incidentbook: internal error: {type(e).__name__}: {redact_secrets(str(e))} "
               "(rerun with INCIDENTBOOK_DEBUG=1 for the traceback and report it)", file=sys.stderr)
         return 1
 

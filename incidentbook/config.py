@@ -5,13 +5,17 @@ where state lives (store, incident workspaces, audit log). With no file at all e
 works: state goes to `~/.incidentbook`.
 
 Secrets never live in the file: it names environment variables (`token_env`, `api_key_env`,
-`headers_env`) and the values are read from the environment when needed.
+`headers_env`) and the values are read from the environment when needed. A secret-looking
+literal (`password = "…"`, a token, a URL with a password) is refused at load, and every
+`*_env` variable's value is redacted wherever incidentbook writes or sends text.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +82,47 @@ class SourceConfig(_Section):
     def header_values(self, name: str) -> dict[str, str]:
         """The HTTP headers to send, read from the environment variables `headers_env` names."""
         return {h: secret_from_env(env, f"[sources.{name}] header {h}") for h, env in self.headers_env.items()}
+
+
+class _ConnectorSettings(SourceConfig):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = ""  # the connector; default: the table's NAME
+
+
+class PrometheusSettings(_ConnectorSettings):
+    """`[sources.NAME]` with `kind = "prometheus"`."""
+
+    retries: int = Field(default=2, ge=0)  # retries of a failed or throttled request
+
+
+class LokiSettings(_ConnectorSettings):
+    """`[sources.NAME]` with `kind = "loki"`."""
+
+    retries: int = Field(default=2, ge=0)  # retries of a failed or throttled request
+    page_size: int = Field(default=5000, ge=1)  # lines per query_range request
+    tenant: str = ""  # X-Scope-OrgID of a multi-tenant Loki
+
+
+class KubernetesSettings(_ConnectorSettings):
+    """`[sources.NAME]` with `kind = "kubernetes"`."""
+
+    kubeconfig: str = ""  # kubeconfig path; default: $KUBECONFIG, then ~/.kube/config
+    context: str = ""  # kubeconfig context; default: the current one
+    in_cluster: bool = False  # use the pod's service account
+    namespace: str = ""  # default namespace of event queries; empty: all
+
+
+class FeedSettings(_ConnectorSettings):
+    """`[sources.NAME]` with `kind = "changes"` or `"context"` (a JSON-lines file)."""
+
+    path: str = ""  # the file, relative to the workspace; default: changes.jsonl / context.jsonl
+
+
+#: Built-in connectors and the settings their tables accept; others (entry points) are not checked.
+CONNECTOR_SETTINGS: dict[str, type[SourceConfig]] = {
+    "prometheus": PrometheusSettings, "loki": LokiSettings, "kubernetes": KubernetesSettings,
+    "changes": FeedSettings, "context": FeedSettings, "replay": _ConnectorSettings,
+}
 
 
 class RunnerConfig(_Section):
@@ -174,8 +219,86 @@ def validation_message(err: ValidationError, where: Any, prefix: str = "",
     key = prefix + ".".join(str(x) for x in first["loc"])
     src = f"{where}: " if where else ""
     if first["type"] == "extra_forbidden":
-        return f"{src}unknown setting {key!r}; {hint}"
+        near = _nearest(str(first["loc"][-1]), _known_keys(first["loc"])) if not prefix else ""
+        return f"{src}unknown setting {key!r}; {near}{hint}"
     return f"{src}setting {key!r}: {first['msg']}"
+
+
+def _nearest(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys valid next to the unknown one at `loc` (a pydantic error location)."""
+    model: Any = Config
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+# Keys whose literal value would be a secret in the file.
+_SECRET_KEY = re.compile(r"(?i)(?:^|[_-])(?:password|passwd|pwd|pass|token|secret|api[_-]?key|apikey|"
+                         r"access[_-]?key|private[_-]?key|credentials?|authorization|auth|webhook(?:_url)?)$")
+
+
+def check_secret_literals(data: Any, where: Any, path: str = "") -> None:
+    """Refuse a secret written into the config file: a key such as `password` or `token` with a
+    literal value, or a value that looks like a key, token or password-carrying URL."""
+    from incidentbook.redact import Redactor
+
+    shapes = Redactor(personal=False, known={})
+
+    def walk(value: Any, key: str, dotted: str) -> None:
+        if isinstance(value, dict):
+            if key.endswith("_env"):  # headers_env = {Header = "VARIABLE"}: names, not values
+                return
+            for k, v in value.items():
+                walk(v, str(k), f"{dotted}.{k}" if dotted else str(k))
+            return
+        if isinstance(value, list):
+            for v in value:
+                walk(v, key, dotted)
+            return
+        if not isinstance(value, str) or not value or key.endswith("_env"):
+            return
+        section = dotted.rsplit(".", 1)[0] if "." in dotted else ""
+        if _SECRET_KEY.search(key) or shapes.redact(value) != value:
+            fix = (f"put it in an environment variable and name it in `{key}_env`"
+                   if key != "url" else
+                   "remove the credentials from the URL, put them in an environment variable and "
+                   "name it in `headers_env` (or `url_env` where the table has one)")
+            raise ConfigError(f"{where}: [{section}] {key} holds what looks like a secret; "
+                              f"secrets never go in incidentbook.toml: {fix}")
+
+    walk(data, "", path)
+
+
+def check_sources(data: dict[str, Any], where: Any) -> None:
+    """Validate each `[sources.NAME]` table against its connector's settings (built-in kinds)."""
+    sources = data.get("sources")
+    if not isinstance(sources, dict):
+        return
+    for name, raw in sources.items():
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: [sources.{name}] is not a table; write it as [sources.{name}] with url = …")
+        kind = str(raw.get("kind") or name)
+        model = CONNECTOR_SETTINGS.get(kind)
+        if model is None:
+            continue  # a registered connector checks its own settings
+        try:
+            model.model_validate(raw)
+        except ValidationError as e:
+            first = e.errors()[0]
+            key = ".".join(str(x) for x in first["loc"])
+            known = list(model.model_fields)
+            if first["type"] == "extra_forbidden":
+                raise ConfigError(f"{where}: unknown setting 'sources.{name}.{key}'; {_nearest(key, known)}"
+                                  f"[sources.{name}] (kind {kind!r}) takes: {', '.join(known)}") from None
+            raise ConfigError(f"{where}: setting 'sources.{name}.{key}': {first['msg']}") from None
 
 
 def load_config(start: Path | None = None, path: Path | None = None) -> Config:
@@ -193,11 +316,16 @@ def load_config(start: Path | None = None, path: Path | None = None) -> Config:
             raise ConfigError(f"{cfg_path}: not valid TOML ({e}); fix the line it names") from None
         except OSError as e:
             raise ConfigError(f"{cfg_path}: cannot read ({e.strerror})") from None
+    check_secret_literals(data, cfg_path)
+    check_sources(data, cfg_path)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(validation_message(e, cfg_path)) from None
     cfg.config_path = cfg_path
+    from incidentbook.redact import config_secret_envs, note_secret_envs
+
+    note_secret_envs(config_secret_envs(cfg))  # their values are redacted everywhere from now on
     if cfg.actions:
         from incidentbook.actions.policy import load_actions_config
 

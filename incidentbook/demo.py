@@ -71,7 +71,10 @@ def lab_command(home: Path, notebook: Path) -> list[str]:
     """The `jupyter lab` command that serves `home` and opens `notebook`."""
     jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent)) or "jupyter"
     rel = notebook.resolve().relative_to(home.resolve())
-    cmd = [jupyter, "lab", f"--notebook-dir={home}", f"--ServerApp.default_url=/lab/tree/{rel.as_posix()}"]
+    from incidentbook.presave import LAB_OPTION
+
+    cmd = [jupyter, "lab", f"--notebook-dir={home}", f"--ServerApp.default_url=/lab/tree/{rel.as_posix()}",
+           LAB_OPTION]  # notebooks are saved with their secrets taken out
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     if not os.environ.get("DISPLAY"):

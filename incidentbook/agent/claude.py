@@ -199,7 +199,7 @@ class ClaudeInvestigator:
             if not uses:
                 final = " ".join(b.text for b in msg.content if b.type == "text").strip()
                 if final:
-                    inv.notes.append(f"Claude: {redactor.restore(final)}")
+                    inv.notes.append(f"Claude: {redactor.restore(final, secrets=False)}")
                 if msg.stop_reason == "pause_turn":
                     continue
                 if msg.stop_reason == "max_tokens":

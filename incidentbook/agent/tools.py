@@ -300,6 +300,7 @@ class ToolBox:
                  existing: list[Hypothesis] | None = None, runbooks: Callable[[], list[Any]] | None = None) -> None:
         self.ctx = ctx
         self.redactor = redactor
+        self._restored: set[str] = set()
         self.result_tokens = result_tokens
         self.existing = {h.id: h for h in existing or []}
         self.runbooks = runbooks
@@ -328,8 +329,11 @@ class ToolBox:
         if not isinstance(raw, dict):
             self.rejected.append(f"{name}: input is not an object")
             return self._error(f"{name} needs a JSON object as input")
+        # What the model wrote may be echoed by a source's error text: every value put back here
+        # is hidden again in whatever goes back to the model.
+        self._restored = set(self.redactor.restored_values(json.dumps(raw, default=str)))
         try:
-            args = model.model_validate(self._restore(raw))
+            args = model.model_validate(self._restore(raw, secrets=name not in OUTPUT_TOOLS))
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'input'}: {err['msg']}"
                                  for err in e.errors()[:5])
@@ -338,18 +342,30 @@ class ToolBox:
         handler = getattr(self, f"_{name}")
         return handler(tool_use_id, args)  # type: ignore[no-any-return]
 
-    def _restore(self, value: Any) -> Any:
-        """Pseudonyms in the model's input back to real values, so queries match the real data."""
+    def _restore(self, value: Any, secrets: bool = True) -> Any:
+        """Pseudonyms in the model's input back to real values, so queries match the real data.
+
+        `secrets=False` (hypotheses and proposed cells, which people read and notebooks keep)
+        puts back personal data only: a secret stays a pseudonym there.
+        """
         if isinstance(value, str):
-            return self.redactor.restore(value)
+            return self.redactor.restore(value, secrets=secrets)
         if isinstance(value, list):
-            return [self._restore(v) for v in value]
+            return [self._restore(v, secrets) for v in value]
         if isinstance(value, dict):
-            return {k: self._restore(v) for k, v in value.items()}
+            return {k: self._restore(v, secrets) for k, v in value.items()}
         return value
 
+    def _redact(self, text: str) -> str:
+        """What goes back to the model: redacted, and every value restored from its input hidden."""
+        return self.redactor.hide(self.redactor.redact(text), self._restored)
+
+    def _shown(self, text: str) -> str:
+        """Text kept for people (errors, evidence): secrets hidden, personal data put back."""
+        return self.redactor.restore(self._redact(text), secrets=False)
+
     def _error(self, text: str) -> ToolOutcome:
-        return ToolOutcome(self.redactor.redact(text), True)
+        return ToolOutcome(self._redact(text), True)
 
     def _window(self, args: Any) -> tuple[str, str]:
         return args.start or self.ctx.window_start, args.end or self.ctx.window_end
@@ -358,13 +374,15 @@ class ToolBox:
         self.calls[call.id] = call
         text = data_block(kind, fit(body, self.result_tokens), query=call.query, status=call.status,
                           tool_use_id=call.id)
-        return ToolOutcome(self.redactor.redact(text), call.status == "error")
+        return ToolOutcome(self._redact(text), call.status == "error")
 
     def _result(self, tool_use_id: str, tool: str, res: Any,
                 summarise: Callable[[pd.DataFrame], tuple[str, dict[str, Any]]]) -> ToolOutcome:
-        call = Call(tool_use_id, tool, _SOURCE[tool], res.query, res.status)
+        # The query as people see it (evidence, proposals): a secret it carried stays a pseudonym.
+        call = Call(tool_use_id, tool, _SOURCE[tool], self._shown(res.query), res.status)
         if res.status == "error":
-            self.errors.append(f"{res.query}: {res.error}")
+            # Kept for the notebook: no secret the query carried (restored) survives in it.
+            self.errors.append(self._shown(f"{res.query}: {res.error}"))
             return self._data(call, tool, f"query failed: {res.error}")
         if res.status == "no_data" or res.data is None or res.data.empty:
             return self._data(call, tool, "no data: the query matched nothing in this window")
@@ -408,7 +426,7 @@ class ToolBox:
         return self._result(tid, "planned_events", res, lambda df: summarise_rows(df, ("start", "end")))
 
     def _search_postmortems(self, tid: str, a: SearchPostmortems) -> ToolOutcome:
-        call = Call(tid, "search_postmortems", "history", a.query, "ok")
+        call = Call(tid, "search_postmortems", "history", self._shown(a.query), "ok")
         search = getattr(self.ctx.history, "search", None)
         if not callable(search):
             call.status = "no_data"
@@ -417,7 +435,7 @@ class ToolBox:
             found = list(search(a.query) or [])[:5]
         except Exception as e:  # noqa: BLE001 - the library is optional evidence, never fatal
             call.status = "error"
-            self.errors.append(f"postmortem search {a.query!r}: {e}")
+            self.errors.append(self._shown(f"postmortem search {a.query!r}: {e}"))
             return self._data(call, "postmortems", f"search failed: {e}")
         items = [f.to_dict() if hasattr(f, "to_dict") else f if isinstance(f, dict) else {"id": str(f)} for f in found]
         call.status, call.numbers = ("ok" if items else "no_data"), {"matches": len(items)}

@@ -146,8 +146,11 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """The `eval --compare --json` document."""
-        return {"a": self.a.to_dict(), "b": self.b.to_dict(), "a_label": self.label("a"), "b_label": self.label("b"),
-                "cases": self.rows(), "totals": self.totals()}
+        from incidentbook.redact import process_redactor
+
+        return process_redactor().redact_obj(  # type: ignore[no-any-return]
+            {"a": self.a.to_dict(), "b": self.b.to_dict(), "a_label": self.label("a"), "b_label": self.label("b"),
+             "cases": self.rows(), "totals": self.totals()})
 
     def table(self) -> str:
         """Markdown: the per-case ranks and the totals side by side."""
@@ -159,7 +162,9 @@ class Comparison:
         out += ["", f"| metric | {la} | {lb} | delta |", "|---|---|---|---|"]
         for key, t in self.totals().items():
             out.append(f"| {key} | {_fmt(t['a'])} | {_fmt(t['b'])} | {_fmt(t['delta'])} |")
-        return "\n".join(out)
+        from incidentbook.redact import redact_secrets
+
+        return redact_secrets("\n".join(out))
 
 
 def _fmt(v: float | None) -> str:

@@ -104,14 +104,16 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The `eval --json` document."""
+        from incidentbook.redact import process_redactor
+
         secs = [c.seconds for c in self.cases]
-        return {"investigator": self.investigator, "model": self.model, "context": self.context, "cases": [asdict(c) for c in self.cases],
+        return process_redactor().redact_obj({"investigator": self.investigator, "model": self.model, "context": self.context, "cases": [asdict(c) for c in self.cases],
                 "remediation_rate": self.remediation_rate, "unsafe": self.unsafe_total,
                 "tokens": sum(c.tokens for c in self.cases), "cost_usd": self.cost_usd,
                 "ac1": self.ac1, "ac3": self.ac3, "mean_rank": self.mean_rank,
                 "false_alarms": self.false_alarms,
                 "seconds_mean": round(sum(secs) / len(secs), 3) if secs else 0.0,
-                "seconds_max": round(max(secs), 3) if secs else 0.0}
+                "seconds_max": round(max(secs), 3) if secs else 0.0})
 
     def table(self) -> str:
         """A Markdown table of the cases and the totals."""
@@ -125,7 +127,9 @@ class EvalReport:
         rows.append(f"remediation match {'-' if rate is None else f'{rate:.3f}'} · unsafe proposals "
                     f"{self.unsafe_total} · tokens {sum(c.tokens for c in self.cases)}"
                     + ("" if self.cost_usd is None else f" · cost ${self.cost_usd:.4f}"))
-        return "\n".join(rows)
+        from incidentbook.redact import redact_secrets
+
+        return redact_secrets("\n".join(rows))
 
 
 def _share(cases: Sequence[CaseResult], k: int) -> float:

@@ -70,7 +70,14 @@ def write_scorecard(result: Any, out: str | Path) -> Path:
     """Write the scorecard of an EvalReport or Comparison to `out` (HTML)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig_html = scorecard_figure(result).to_html(full_html=False, include_plotlyjs=True, div_id="scorecard")
+    import plotly.graph_objects as go
+
+    from incidentbook.redact import process_redactor
+
+    # Case names and hypotheses are data: redacted before they are drawn (plotly.js itself is not).
+    redactor = process_redactor()
+    fig = go.Figure(redactor.redact_obj(scorecard_figure(result).to_plotly_json()))
+    fig_html = fig.to_html(full_html=False, include_plotlyjs=True, div_id="scorecard")
     totals = "".join(
         f"<li><b>{html.escape(label)}</b>: AC@1 {rep.ac1:.3f} · AC@3 {rep.ac3:.3f} · mean rank {rep.mean_rank} · "
         f"remediation {'-' if rep.remediation_rate is None else f'{rep.remediation_rate:.3f}'} · "
@@ -81,7 +88,7 @@ def write_scorecard(result: Any, out: str | Path) -> Path:
 <html><head><meta charset="utf-8"><title>incidentbook eval scorecard</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px}}.bad{{background:#fdd;font-weight:bold}}</style>
-</head><body><h1>Eval scorecard</h1><ul>{totals}</ul>{fig_html}<h2>Cases</h2>{_table(result)}</body></html>
+</head><body><h1>Eval scorecard</h1><ul>{redactor.redact(totals)}</ul>{fig_html}<h2>Cases</h2>{redactor.redact(_table(result))}</body></html>
 """
     out.write_text(page, encoding="utf-8")
     return out

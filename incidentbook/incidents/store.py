@@ -167,6 +167,28 @@ def _run(row: RunbookRunRow) -> RunbookRun:
     )
 
 
+def _redacted_payload(payload: AlertmanagerPayload) -> AlertmanagerPayload:
+    """The payload with secrets taken out of its annotations and URLs before it is stored
+    (labels are the alerts' identity and are kept)."""
+    from incidentbook.intake.alertmanager import parse_alertmanager
+    from incidentbook.redact import process_redactor
+
+    redactor = process_redactor()
+    doc = json.loads(payload.raw)
+    before = json.dumps(doc, sort_keys=True)
+    for key in ("commonAnnotations", "externalURL"):
+        if key in doc:
+            doc[key] = redactor.redact_obj(doc[key])
+    for alert in doc.get("alerts") or []:
+        if isinstance(alert, dict):
+            for key in ("annotations", "generatorURL"):
+                if key in alert:
+                    alert[key] = redactor.redact_obj(alert[key])
+    if json.dumps(doc, sort_keys=True) == before:
+        return payload
+    return parse_alertmanager(json.dumps(doc))
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
@@ -287,8 +309,12 @@ class Store:
     @staticmethod
     def _add_event(s: Session, incident_id: str, kind: str, summary: str, actor: str,
                    data: dict[str, Any] | None, when: datetime) -> TimelineEventRow:
+        from incidentbook.redact import process_redactor
+
+        # Timeline text is shown, exported and archived: no secret is ever persisted in it.
+        redactor = process_redactor()
         row = TimelineEventRow(incident_id=incident_id, timestamp=when, kind=kind, actor=actor,
-                               summary=summary, data=data or {})
+                               summary=redactor.redact(summary), data=redactor.redact_obj(data or {}))
         s.add(row)
         return row
 
@@ -303,6 +329,7 @@ class Store:
         notification never closes an incident; only a human does.
         """
         received = _now()
+        payload = _redacted_payload(payload)
         with self._session(write=True) as s:
             prow = PayloadRow(received_at=received, source="alertmanager", group_key=payload.group_key,
                               status=payload.status, raw=payload.raw)
@@ -606,6 +633,9 @@ class Store:
             run.finished = now
             run.cell_index = cell_index
             run.ename = ename
+            from incidentbook.redact import process_redactor
+
+            evalue = process_redactor().redact(evalue)
             run.evalue = evalue
             inc = self._get_row(s, run.incident_id, lock=True)
             inc.runbook_status = status

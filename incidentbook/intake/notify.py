@@ -1,7 +1,8 @@
 """Slack notification when an incident's notebook is ready (incoming webhook, slack_sdk).
 
 The webhook URL is a secret: it comes from the environment variable named by
-`[server] slack_webhook_env`. A failed post is logged, never fatal.
+`[server] slack_webhook_env`. A failed post is logged, never fatal. The message (title,
+hypothesis) is redacted of secrets before it is sent: Slack is outside the machine.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from incidentbook.config import Config, secret_from_env
 from incidentbook.errors import SourceError
 from incidentbook.incidents import Incident, Store
+from incidentbook.redact import Redactor
 
 
 def top_hypothesis(store: Store, incident_id: str) -> str:
@@ -56,7 +58,8 @@ def slack_notifier(cfg: Config, store: Store, notebook_url: Callable[[Incident],
     def notify(incident_id: str) -> None:
         incident = store.get_incident(incident_id)
         text, blocks = incident_message(incident, notebook_url(incident), top_hypothesis(store, incident_id))
-        resp = client.send(text=text, blocks=blocks)
+        redactor = Redactor.secrets_only(cfg)
+        resp = client.send(text=redactor.redact(text), blocks=redactor.redact_obj(blocks))
         if resp.status_code >= 300:
             raise SourceError(f"Slack webhook answered {resp.status_code} ({resp.body[:100]}); "
                               f"check the URL in ${env}")

@@ -301,13 +301,14 @@ def _start_lab(home: Path, host: str, port: int) -> tuple[Any, str]:
     import sys
 
     from incidentbook.errors import IncidentbookError
+    from incidentbook.presave import LAB_OPTION
 
     jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent)) or shutil.which("jupyter")
     if not jupyter:
         raise IncidentbookError("JupyterLab is not installed; pip install 'incidentbook[lab]' or rerun with --no-lab")
     token = secrets.token_hex(16)
     cmd = [jupyter, "lab", "--no-browser", f"--ServerApp.root_dir={home}", f"--ServerApp.ip={host}",
-           f"--ServerApp.port={port}", f"--IdentityProvider.token={token}"]
+           f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", LAB_OPTION]
     import os
 
     if os.geteuid() == 0:

@@ -306,9 +306,11 @@ def _same_tree(a: Path, b: Path, ignore: tuple[str, ...] = ()) -> bool:
 # ---------------------------------------------------------------------------------- redaction
 
 def redact_notebook(nb: Any, redactor: Redactor, where: str) -> Any:
-    """A redacted copy of a notebook: cell sources, outputs, attachments and metadata."""
-    doc = redactor.redact_obj(json.loads(nbformat.writes(nb)), where)
-    return nbformat.reads(json.dumps(doc), as_version=4)
+    """A redacted copy of a notebook: cell sources, outputs, attachments and metadata, each
+    redacted as one text (see `incidentbook.redact.redact_notebook`)."""
+    from incidentbook.redact import redact_notebook as redact_whole
+
+    return redact_whole(nb, redactor, where)
 
 
 def copy_bundle(src: Path, dst: Path, redactor: Redactor) -> Path:

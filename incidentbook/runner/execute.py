@@ -345,7 +345,14 @@ def finish_run(runbook: Runbook, params: Mapping[str, Any], output_path: Path, e
             nb = nbformat.read(str(output_path), as_version=4)
     materialize_proposals(nb)  # recorded proposals become un-run cells below their cell
     _stamp(nb, runbook, params)
+    # Secrets a cell printed (a connection string, an env dump) are taken out before the
+    # notebook is saved; emails and IPs stay for the on-call engineer.
+    from incidentbook.redact import process_redactor, redact_notebook
+
+    redactor = process_redactor()
+    nb = redact_notebook(nb, redactor, "incident.ipynb")
     _write(nb, output_path)
+    evalue = redactor.redact(evalue)  # it goes to the store and the CLI
 
     if not ename:
         return RunResult("ok", output_path, runbook.name, duration_s=duration, parameters=params)

@@ -9,8 +9,9 @@ Default query set, for services `S = a|b|…` (regex-escaped):
 - Kubernetes events of `namespace` (all namespaces when None);
 - changes (rollouts and change feeds) and planned events overlapping the window.
 
-Log lines pass through `redact` (default: a fresh `incidentbook.redact.Redactor`, which replaces
-secrets, emails and IPs with pseudonyms) before they are written. A part whose source is
+Log lines, event messages, change descriptions, planned events and the incident's title pass
+through `redact` (default: a fresh `incidentbook.redact.Redactor`, which replaces secrets, emails
+and IPs with pseudonyms) before they are written. A part whose source is
 missing or fails is recorded in the manifest's `gaps` (part -> reason) rather than failing the
 whole export, so a bundle is still made when, say, Loki is down.
 """
@@ -44,7 +45,9 @@ DEFAULT_MAX_LOG_LINES = 50_000
 
 def default_queries(services: Sequence[str]) -> tuple[list[str], list[str]]:
     """The default (PromQL, LogQL) selectors for `services`."""
-    alt = "|".join(re.escape(s) for s in services)
+    # re.escape writes `kv\-cache`; inside a quoted PromQL/LogQL string the backslash itself must
+    # be escaped, or the parser rejects `\-` (Loki and the replay engine both do).
+    alt = "|".join(re.escape(s) for s in services).replace("\\", "\\\\")
     return ([f'{{service=~"{alt}"}}', f'{{job=~"{alt}"}}'], [f'{{service=~"{alt}"}}'])
 
 
@@ -186,8 +189,21 @@ def export_bundle(telemetry: Telemetry, out: str | Path, window_start: TimeLike,
         **({"prometheus": build} if (build := prometheus_build(telemetry)) else {}),
         **dict(extra_manifest or {}),
     }
-    return write_bundle(out, manifest, metrics, logs=logs, events=events, changes=changes,
-                        context=part["context"], max_bytes=max_bytes)
+    manifest.update(_redact_strings(dict(extra_manifest or {}), redact))
+    return write_bundle(out, manifest, metrics, logs=logs, events=_redact_strings(events, redact),
+                        changes=_redact_strings(changes, redact),
+                        context=_redact_strings(part["context"], redact), max_bytes=max_bytes)
+
+
+def _redact_strings(value: Any, redact: Callable[[str], str]) -> Any:
+    """`value` (rows of JSON-like data) with every string value passed through `redact`."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_strings(v, redact) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_strings(v, redact) for k, v in value.items()}
+    return value
 
 
 def iso_ns(value: Any) -> str:
