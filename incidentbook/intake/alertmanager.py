@@ -44,7 +44,8 @@ class AlertmanagerAlert(_Model):
     starts_at: datetime | None = Field(default=None, alias="startsAt")
     ends_at: datetime | None = Field(default=None, alias="endsAt")
     generator_url: str = Field(default="", alias="generatorURL")
-    fingerprint: str = ""
+    # The store's column is 64 characters: PostgreSQL would refuse a longer one, SQLite not.
+    fingerprint: str = Field(default="", max_length=64)
 
     @field_validator("starts_at", "ends_at", mode="after")
     @classmethod
@@ -59,6 +60,8 @@ class AlertmanagerAlert(_Model):
     def _needs_alertname(cls, v: dict[str, str]) -> dict[str, str]:
         if not v.get("alertname"):
             raise ValueError("missing `alertname`")
+        if len(v.get("severity", "")) > 64:
+            raise ValueError("`severity` is over 64 characters; use e.g. critical or warning")
         return v
 
     @property
@@ -85,6 +88,14 @@ class AlertmanagerPayload(_Model):
     receiver: str = ""
     group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
     common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
+
+    @field_validator("common_labels", mode="after")
+    @classmethod
+    def _short_severity(cls, v: dict[str, str]) -> dict[str, str]:
+        if len(v.get("severity", "")) > 64:
+            raise ValueError("`severity` is over 64 characters; use e.g. critical or warning")
+        return v
+
     common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
     external_url: str = Field(default="", alias="externalURL")
     alerts: list[AlertmanagerAlert] = Field(min_length=1)

@@ -28,7 +28,7 @@ class GenericAlert(BaseModel):
 
     alertname: str = Field(min_length=1, max_length=200)
     service: str = ""
-    severity: str = ""
+    severity: str = Field(default="", max_length=64)
     status: Literal["firing", "resolved"] = "firing"
     summary: str = ""
     description: str = ""
