@@ -116,10 +116,9 @@ class IntakeService:
         def guarded() -> None:
             try:
                 target()
-            except BaseException as e:  # noqa: BLE001 - recorded, then the watchdog restarts it
+            except BaseException as e:  # noqa: BLE001 - recorded; the thread ends and the watchdog restarts it
                 self._deaths[name] = describe_error(e)
                 log.error("%s died: %s", name, self._deaths[name], exc_info=True)
-                raise
         self._supervised[name] = (target, self._spawn(guarded, name))
 
     def dead_workers(self) -> dict[str, str]:
