@@ -150,7 +150,7 @@ class IntakeService:
         if not self._stop.is_set() and self._supervised and stalled > max(30.0, 10 * self.watchdog_interval_s):
             reasons.append(f"the intake worker has not completed a pass for {stalled:.0f} s")
         if self._store_error:
-            reasons.append(f"the intake worker cannot use the store: {self._store_error}")
+            reasons.append(f"the intake worker is failing: {self._store_error}")
         limit = self.cfg.server.ready_max_pending_s if max_pending_age_s is None else max_pending_age_s
         try:
             age = self.queue.oldest_queued_age()
@@ -233,7 +233,7 @@ class IntakeService:
                 continue
             except Exception as e:  # noqa: BLE001 - the worker never dies of one pass
                 log.error("intake: %s", describe_error(e), exc_info=True)
-                self._store_error = describe_error(e)
+                self._store_error = f"its last pass failed ({describe_error(e)})"
                 self._stop.wait(1.0)
                 continue
             if not batch:
