@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import (
     HTMLResponse,
@@ -315,22 +317,32 @@ def create_app(service: IntakeService, settings: ServerSettings) -> FastAPI:
             pass  # the counters still answer; /readyz says the store is down
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # Readers (the page, the incidents API) get threads of their own, few of them: however many
+    # people reload the page, webhook acks never wait for a worker thread behind them.
+    readers = anyio.CapacityLimiter(PAGE_THREADS)
+
     @app.get(f"{_API}/incidents", tags=["incidents"])
-    def incidents_json(request: Request, limit: int = 100,
-                       offset: int = Query(0, ge=0, le=_MAX_OFFSET)) -> dict[str, Any]:
+    async def incidents_json(request: Request, limit: int = 100,
+                             offset: int = Query(0, ge=0, le=_MAX_OFFSET)) -> dict[str, Any]:
         """Open and recent incidents, newest first (`limit`, `offset` page through them)."""
         check_token(request)
         limit = max(1, min(limit, 1000))
-        incidents = store.list_incidents(limit=limit, offset=offset)
-        counts = store.alert_counts([i.id for i in incidents])
-        return {"incidents": [
-            {**i.to_dict(), "notebook_url": notebook_url(settings.lab_url, cfg.home, i), "alerts": counts[i.id]}
-            for i in incidents]}
+
+        def read() -> dict[str, Any]:
+            incidents = store.list_incidents(limit=limit, offset=offset)
+            counts = store.alert_counts([i.id for i in incidents])
+            return {"incidents": [
+                {**i.to_dict(), "notebook_url": notebook_url(settings.lab_url, cfg.home, i), "alerts": counts[i.id]}
+                for i in incidents]}
+
+        return await anyio.to_thread.run_sync(read, limiter=readers)
 
     @app.get("/", response_class=HTMLResponse, tags=["incidents"])
-    def incidents_page(page: int = Query(1, ge=1, le=_MAX_OFFSET // PAGE_SIZE)) -> HTMLResponse:
+    async def incidents_page(page: int = Query(1, ge=1, le=_MAX_OFFSET // PAGE_SIZE)) -> HTMLResponse:
         """The incidents page: open first, then recent ones; PAGE_SIZE a page."""
-        page = max(1, page)
+        return await anyio.to_thread.run_sync(lambda: _incidents_page(page), limiter=readers)
+
+    def _incidents_page(page: int) -> HTMLResponse:
         incidents = store.list_incidents(limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE, open_first=True)
         more = len(incidents) > PAGE_SIZE
         incidents = incidents[:PAGE_SIZE]
@@ -349,6 +361,8 @@ def create_app(service: IntakeService, settings: ServerSettings) -> FastAPI:
 
 #: Incidents per page of `GET /`.
 PAGE_SIZE = 50
+#: Threads rendering pages at once (the rest wait in the event loop, holding no thread).
+PAGE_THREADS = 2
 _MAX_OFFSET = 10_000_000
 SESSION_COOKIE = "incidentbook_session"
 _OPEN_PATHS = frozenset({"/healthz", "/readyz", "/login"})
