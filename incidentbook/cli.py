@@ -642,6 +642,117 @@ def cmd_trust_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- intake failed|retry|drop, store check|backup|restore
+
+def _queue(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from incidentbook.intake.queue import WorkQueue
+
+    return WorkQueue(_store(args))
+
+
+def cmd_intake_failed(args: argparse.Namespace) -> int:
+    items = _queue(args).failed_items(limit=args.limit)
+    if args.json:
+        _print_json({"failed": [i.to_dict(body=True) for i in items]})
+        return 0
+    if not items:
+        print("no failed intake items")
+        return 0
+    rows = [(i.id, i.source, i.received_at.strftime("%Y-%m-%d %H:%M:%S"), i.attempts, i.error[:100])
+            for i in items]
+    print(_table(rows, ["ID", "SOURCE", "RECEIVED (UTC)", "ATTEMPTS", "ERROR"]))
+    print("retry one with `incidentbook intake retry ID` after fixing the cause, or `incidentbook intake drop ID`")
+    return 0
+
+
+def cmd_intake_retry(args: argparse.Namespace) -> int:
+    _queue(args).retry(args.id)
+    if args.json:
+        _print_json({"id": args.id, "state": "queued"})
+    else:
+        print(f"intake item {args.id} queued again; a running `incidentbook serve` processes it now")
+    return 0
+
+
+def cmd_intake_drop(args: argparse.Namespace) -> int:
+    _queue(args).drop(args.id)
+    if args.json:
+        _print_json({"id": args.id, "state": "dropped"})
+    else:
+        print(f"intake item {args.id} dropped (its body stays stored for audit)")
+    return 0
+
+
+def cmd_store_check(args: argparse.Namespace) -> int:
+    from incidentbook.incidents.maintenance import check_store
+
+    cfg = _config(args)
+    result = check_store(cfg.db_url, cfg.incidents_dir)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(f"{result.store}: {'ok' if result.ok else 'PROBLEMS'}")
+        if result.revision:
+            print(f"  schema {result.revision}; {result.incidents} incident(s); "
+                  f"{result.incident_dirs} incident dir(s); {result.failed_items} failed intake item(s)")
+        for p in result.problems:
+            print(f"  - {p}")
+    return 0 if result.ok else 1
+
+
+def cmd_store_backup(args: argparse.Namespace) -> int:
+    from incidentbook.incidents.maintenance import backup_store
+
+    dest = backup_store(_config(args).db_url, Path(args.dest) if args.dest else None)
+    if args.json:
+        _print_json({"backup": str(dest)})
+    else:
+        print(f"backed up to {dest}")
+    return 0
+
+
+def cmd_store_restore(args: argparse.Namespace) -> int:
+    from incidentbook.incidents.maintenance import restore_store
+
+    aside = restore_store(_config(args).db_url, Path(args.backup))
+    if args.json:
+        _print_json({"restored": args.backup, "previous": str(aside)})
+    else:
+        print(f"restored {args.backup}; the previous file is kept as {aside}")
+    return 0
+
+
+def _add_reliability_commands(sub: Any) -> None:
+    ik = sub.add_parser("intake", help="webhook bodies the intake could not process: list, retry, drop"
+                        ).add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    ik.required = True
+    p = ik.add_parser("failed", help="failed intake items with their error (--json includes the stored body)")
+    p.add_argument("--limit", type=int, default=100, help="at most this many, newest first (default 100)")
+    _add_common(p)
+    p.set_defaults(func=cmd_intake_failed)
+    for name, helptext, fn in (("retry", "queue a failed item again once its cause is fixed", cmd_intake_retry),
+                               ("drop", "give up on a failed item (its body stays stored)", cmd_intake_drop)):
+        p = ik.add_parser(name, help=helptext)
+        p.add_argument("id", type=int, metavar="ID", help="the item id from `incidentbook intake failed`")
+        _add_common(p)
+        p.set_defaults(func=fn)
+
+    st = sub.add_parser("store", help="the incident store: check, backup, restore (SQLite)"
+                        ).add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    st.required = True
+    p = st.add_parser("check", help="read every page and compare with the incident directories; exit 1 on damage")
+    _add_common(p)
+    p.set_defaults(func=cmd_store_check)
+    p = st.add_parser("backup", help="a consistent copy of the SQLite store, safe while serve runs")
+    p.add_argument("dest", nargs="?", metavar="FILE", help="where to write it (default: backups/ beside the store)")
+    _add_common(p)
+    p.set_defaults(func=cmd_store_backup)
+    p = st.add_parser("restore", help="check a backup and put it in place (stop serve first; the old file is kept)")
+    p.add_argument("backup", metavar="FILE", help="a file written by `incidentbook store backup`")
+    _add_common(p)
+    p.set_defaults(func=cmd_store_restore)
+
+
 # ---------------------------------------------------------------- parser
 
 def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -892,6 +1003,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(p)
         p.set_defaults(func=cmd_trust_report if name == "report" else cmd_trust_ledger)
 
+    _add_reliability_commands(sub)
     return parser
 
 
@@ -915,7 +1027,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # last resort: one line, never a bare traceback
         if os.environ.get("INCIDENTBOOK_DEBUG"):
             raise
-        print(f"incidentbook: internal error: {type(e).__name__}: {redact_secrets(str(e))} "
+        # First line only: a database error's later lines carry the SQL statement.
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"incidentbook: internal error: {type(e).__name__}: {redact_secrets(first)} "
               "(rerun with INCIDENTBOOK_DEBUG=1 for the traceback and report it)", file=sys.stderr)
         return 1
 

@@ -51,6 +51,12 @@ class ServerConfig(_Section):
     pagerduty_secret_env: str = "INCIDENTBOOK_PAGERDUTY_SECRET"
     slack_webhook_env: str = ""  # e.g. "SLACK_WEBHOOK_URL"; empty: no Slack notification
     lab_url: str = ""  # JupyterLab base URL for notebook links when --no-lab (e.g. a JupyterHub)
+    # The JupyterLab serve starts listens here (loopback: reach it through SSH or a proxy).
+    lab_host: str = "127.0.0.1"
+    # If set, POST /api/v1/alerts needs the token in this variable (and no other endpoint takes it).
+    generic_token_env: str = ""
+    ready_max_pending_s: float = Field(default=300.0, gt=0)  # /readyz fails when an alert waits longer
+    min_free_mb: int = Field(default=32, ge=0)  # /readyz fails and webhooks get 503 below this
 
 
 class AgentConfig(_Section):
@@ -128,6 +134,7 @@ CONNECTOR_SETTINGS: dict[str, type[SourceConfig]] = {
 class RunnerConfig(_Section):
     cell_timeout_s: int = 120
     kernel_name: str = "python3"
+    max_output_bytes: int = Field(default=1_000_000, ge=1024)  # per cell; longer output is cut, saying so
     runbooks_dir: str = "runbooks"
 
 

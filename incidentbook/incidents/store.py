@@ -18,9 +18,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, case, create_engine, event, func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -60,6 +68,57 @@ class StoreError(IncidentbookError):
     """The incident store cannot be opened or written (database down, locked, unreachable)."""
 
 
+class StoreDamaged(StoreError):
+    """The SQLite file is empty, not a database, corrupted, or missing where incidents exist."""
+
+
+#: The first 16 bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+_DAMAGE_FIX = ("run `incidentbook store check`, then `incidentbook store restore BACKUP` "
+               "(or move the file aside to start an empty store)")
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a file-backed SQLite URL, else None (PostgreSQL, in-memory)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # _make_engine reports it
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    db = parsed.database or ""
+    if db in ("", ":memory:") or db.startswith("file:"):
+        return None
+    return Path(db).expanduser()
+
+
+def check_sqlite_file(path: Path, incidents_dir: Path | None = None) -> None:
+    """Raise StoreDamaged if the store file at `path` cannot be the store it should be.
+
+    A missing file is fine for a new workspace, but not when `incidents_dir` already holds
+    incident directories (the database was lost: a new one would repeat their ids).
+    """
+    if not path.exists():
+        if incidents_dir is not None and incidents_dir.is_dir() and any(incidents_dir.glob("INC-*")):
+            raise StoreDamaged(f"incident store {path} is missing but {incidents_dir} holds incidents; "
+                               f"restore it with `incidentbook store restore BACKUP` (a new empty store "
+                               "would reuse their ids)")
+        return
+    size = path.stat().st_size
+    if size == 0:
+        raise StoreDamaged(f"incident store {path} is empty (0 bytes); {_DAMAGE_FIX}")
+    with path.open("rb") as f:
+        head = f.read(len(SQLITE_HEADER))
+    if head != SQLITE_HEADER:
+        raise StoreDamaged(f"incident store {path} is not an SQLite database (bad header); {_DAMAGE_FIX}")
+
+
+def _damaged(err: Exception) -> bool:
+    """Whether a DBAPI error says the SQLite file is corrupt (not a bad value or a busy lock)."""
+    text = str(getattr(err, "orig", err)).lower()
+    return any(m in text for m in ("malformed", "not a database", "file is encrypted", "disk i/o error"))
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -90,7 +149,7 @@ def _make_engine(url: str, busy_timeout_s: float) -> Engine:
     safe = parsed.render_as_string(hide_password=True)
     if backend == "postgresql":
         try:
-            return create_engine(url, pool_pre_ping=True)
+            return create_engine(url, pool_pre_ping=True, hide_parameters=True)
         except NoSuchModuleError:
             raise ConfigError(f"store URL {safe}: unknown driver; use postgresql+psycopg://") from None
         except ModuleNotFoundError as e:
@@ -103,7 +162,8 @@ def _make_engine(url: str, busy_timeout_s: float) -> Engine:
         kwargs = {"connect_args": {"check_same_thread": False}, "poolclass": StaticPool}
     else:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, **kwargs)
+    # hide_parameters: an error's text must never carry alert text or secrets bound into the SQL.
+    engine = create_engine(url, hide_parameters=True, **kwargs)
     busy_ms = int(busy_timeout_s * 1000)
 
     @event.listens_for(engine, "connect")
@@ -196,8 +256,13 @@ def _plural(n: int, word: str) -> str:
 class Store:
     """The incident store at `url` (SQLite or PostgreSQL); the schema is upgraded on open."""
 
-    def __init__(self, url: str, *, busy_timeout_s: float = 30.0, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, busy_timeout_s: float = 30.0, migrate: bool = True,
+                 incidents_dir: Path | None = None) -> None:
         self.url = normalise_url(url)
+        self.incidents_dir = incidents_dir
+        self.path = _sqlite_path(self.url)
+        if self.path is not None:
+            check_sqlite_file(self.path, incidents_dir)
         self._engine = _make_engine(self.url, busy_timeout_s)
         self._read = sessionmaker(self._engine, expire_on_commit=False)
         self._write = sessionmaker(self._engine.execution_options(**{_WRITE: True}), expire_on_commit=False)
@@ -208,7 +273,7 @@ class Store:
     def from_config(cls, cfg: Config) -> Store:
         """The store configured in `cfg` (SQLite in `cfg.home` unless [store] names a URL)."""
         cfg.home.mkdir(parents=True, exist_ok=True)
-        return cls(cfg.db_url)
+        return cls(cfg.db_url, incidents_dir=cfg.incidents_dir)
 
     @property
     def dialect(self) -> str:
@@ -230,9 +295,11 @@ class Store:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _unavailable(self, err: OperationalError) -> StoreError:
+    def _unavailable(self, err: DBAPIError) -> StoreError:
         safe = make_url(self.url).render_as_string(hide_password=True)
-        reason = str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
+        reason = str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err).splitlines()[0]
+        if _damaged(err):
+            return StoreDamaged(f"incident store {self.path or safe} is damaged ({reason}); {_DAMAGE_FIX}")
         return StoreError(
             f"incident store {safe} is unavailable ({reason}); check that the database is "
             "running and [store] url in incidentbook.toml"
@@ -245,6 +312,21 @@ class Store:
                 yield s
         except OperationalError as e:
             raise self._unavailable(e) from None
+        except DatabaseError as e:
+            if _damaged(e) and not isinstance(e, (DataError, IntegrityError)):
+                raise self._unavailable(e) from None
+            raise
+
+    def free_bytes(self) -> int | None:
+        """Free space on the filesystem of an SQLite store (None for PostgreSQL or in-memory)."""
+        if self.path is None:
+            return None
+        import shutil
+
+        try:
+            return shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return None
 
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision (a no-op when it already is)."""
@@ -260,8 +342,10 @@ class Store:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
                 conn.commit()
-        except OperationalError as e:
-            raise self._unavailable(e) from None
+        except (OperationalError, DatabaseError) as e:
+            if isinstance(e, OperationalError) or _damaged(e):
+                raise self._unavailable(e) from None
+            raise
 
     def _at_head(self) -> bool:
         """Whether the database records HEAD_REVISION, read with one query and no Alembic import."""
@@ -304,6 +388,10 @@ class Store:
             .returning(IdCounter.last)
         )
         n = s.execute(stmt).scalar_one()
+        # A directory for this id already exists (the store was restored from an older backup):
+        # never reuse the id, never overwrite that incident's notebook.
+        while self.incidents_dir is not None and (self.incidents_dir / f"INC-{day}-{n:04d}").exists():
+            n = s.execute(stmt).scalar_one()
         return f"INC-{day}-{n:04d}"
 
     @staticmethod
@@ -489,13 +577,22 @@ class Store:
         with self._session(write=False) as s:
             return _incident(self._get_row(s, incident_id))
 
-    def list_incidents(self, status: str | None = None, limit: int = 50) -> list[Incident]:
-        """Incidents, newest first; `status` is "open", "closed" or None for both."""
+    def list_incidents(self, status: str | None = None, limit: int = 50, offset: int = 0,
+                       open_first: bool = False) -> list[Incident]:
+        """Incidents, newest first; `status` is "open", "closed" or None for both.
+
+        `offset` skips that many (pages); `open_first` lists open incidents before closed ones.
+        """
         if status not in (None, "open", "closed"):
             raise BadInput(f"unknown incident status {status!r}; use open or closed")
         if limit < 1:
             raise BadInput(f"limit must be at least 1, got {limit}")
-        stmt = select(IncidentRow).order_by(IncidentRow.created.desc(), IncidentRow.id.desc()).limit(limit)
+        if offset < 0:
+            raise BadInput(f"offset must be 0 or more, got {offset}")
+        order = [IncidentRow.created.desc(), IncidentRow.id.desc()]
+        if open_first:
+            order.insert(0, case((IncidentRow.status == "open", 0), else_=1))
+        stmt = select(IncidentRow).order_by(*order).limit(limit).offset(offset)
         if status is not None:
             stmt = stmt.where(IncidentRow.status == status)
         with self._session(write=False) as s:
@@ -507,6 +604,16 @@ class Store:
             row = self._get_row(s, incident_id)
             stmt = select(AlertRow).where(AlertRow.incident_id == row.id).order_by(AlertRow.id)
             return [_alert(r) for r in s.scalars(stmt)]
+
+    def alert_counts(self, incident_ids: list[str]) -> dict[str, int]:
+        """Number of alerts of each incident, counted by the database (one query, no alert rows read)."""
+        if not incident_ids:
+            return {}
+        with self._session(write=False) as s:
+            rows = s.execute(select(AlertRow.incident_id, func.count()).where(
+                AlertRow.incident_id.in_(incident_ids)).group_by(AlertRow.incident_id))
+            counts = {str(i): int(n) for i, n in rows}
+        return {i: counts.get(i, 0) for i in incident_ids}
 
     def timeline(self, incident_id: str) -> list[TimelineEvent]:
         """The incident's timeline, oldest first."""

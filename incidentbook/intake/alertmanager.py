@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from incidentbook.errors import InvalidPayload
+from incidentbook.intake.sanitise import load_bounded
 
 MAX_PAYLOAD_BYTES = 5 * 1024 * 1024
 SUPPORTED_VERSION = "4"
@@ -43,7 +44,8 @@ class AlertmanagerAlert(_Model):
     starts_at: datetime | None = Field(default=None, alias="startsAt")
     ends_at: datetime | None = Field(default=None, alias="endsAt")
     generator_url: str = Field(default="", alias="generatorURL")
-    fingerprint: str = ""
+    # The store's column is 64 characters: PostgreSQL would refuse a longer one, SQLite not.
+    fingerprint: str = Field(default="", max_length=64)
 
     @field_validator("starts_at", "ends_at", mode="after")
     @classmethod
@@ -58,6 +60,8 @@ class AlertmanagerAlert(_Model):
     def _needs_alertname(cls, v: dict[str, str]) -> dict[str, str]:
         if not v.get("alertname"):
             raise ValueError("missing `alertname`")
+        if len(v.get("severity", "")) > 64:
+            raise ValueError("`severity` is over 64 characters; use e.g. critical or warning")
         return v
 
     @property
@@ -84,6 +88,14 @@ class AlertmanagerPayload(_Model):
     receiver: str = ""
     group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
     common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
+
+    @field_validator("common_labels", mode="after")
+    @classmethod
+    def _short_severity(cls, v: dict[str, str]) -> dict[str, str]:
+        if len(v.get("severity", "")) > 64:
+            raise ValueError("`severity` is over 64 characters; use e.g. critical or warning")
+        return v
+
     common_annotations: dict[str, str] = Field(default_factory=dict, alias="commonAnnotations")
     external_url: str = Field(default="", alias="externalURL")
     alerts: list[AlertmanagerAlert] = Field(min_length=1)
@@ -162,10 +174,11 @@ def _describe(err: ValidationError) -> str:
     return f"`{where}`: {first['msg'].lower()} (got {str(first.get('input'))[:60]!r}); {_FIX}"
 
 
-def parse_alertmanager(raw: bytes | str) -> AlertmanagerPayload:
+def parse_alertmanager(raw: bytes | str, *, source: str = "alertmanager") -> AlertmanagerPayload:
     """Validate an Alertmanager webhook body (version 4) and return it as a model.
 
-    Raises InvalidPayload with a one-line message naming the bad field and the fix.
+    Raises InvalidPayload with a one-line message naming the bad field and the fix. `source` is
+    the intake converting its own body (`pagerduty`, `generic`), which may use its reserved keys.
     """
     size = _size(raw)
     if size > MAX_PAYLOAD_BYTES:
@@ -180,12 +193,7 @@ def parse_alertmanager(raw: bytes | str) -> AlertmanagerPayload:
             raise InvalidPayload(f"payload is not UTF-8 (bad byte at offset {e.start}); send UTF-8 JSON") from None
     else:
         text = raw
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidPayload(
-            f"payload is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}; fix the JSON there"
-        ) from None
+    data = load_bounded(text, "fix the JSON there")
     if not isinstance(data, dict):
         raise InvalidPayload(f"payload is a JSON {type(data).__name__}, not an object; {_FIX}")
     if "version" not in data:
@@ -206,5 +214,23 @@ def parse_alertmanager(raw: bytes | str) -> AlertmanagerPayload:
         payload = AlertmanagerPayload.model_validate(data)
     except ValidationError as e:
         raise InvalidPayload(_describe(e)) from None
+    if source == "alertmanager":
+        _check_namespace(payload)
     payload._raw = text
     return payload
+
+
+#: Group-key and fingerprint prefixes the other sources use: an Alertmanager body may not claim
+#: them, so only PagerDuty can update a PagerDuty incident and only the generic endpoint a generic one.
+RESERVED_GROUP_PREFIXES = ("pagerduty:", "generic:")
+RESERVED_FINGERPRINT_PREFIXES = ("pd-", "g-")
+
+
+def _check_namespace(payload: AlertmanagerPayload) -> None:
+    if payload.group_key.startswith(RESERVED_GROUP_PREFIXES):
+        raise InvalidPayload(f"`groupKey` {payload.group_key[:60]!r} starts with a prefix reserved for "
+                             "another source; send Alertmanager's own groupKey")
+    for i, a in enumerate(payload.alerts):
+        if a.fingerprint.startswith(RESERVED_FINGERPRINT_PREFIXES):
+            raise InvalidPayload(f"`alerts[{i}].fingerprint` {a.fingerprint[:60]!r} starts with a prefix "
+                                 "reserved for another source; send Alertmanager's own fingerprint")

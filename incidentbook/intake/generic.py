@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from incidentbook.errors import InvalidPayload
 from incidentbook.intake.alertmanager import AlertmanagerPayload, _describe, parse_alertmanager
+from incidentbook.intake.sanitise import load_bounded
 
 
 class GenericAlert(BaseModel):
@@ -27,7 +28,7 @@ class GenericAlert(BaseModel):
 
     alertname: str = Field(min_length=1, max_length=200)
     service: str = ""
-    severity: str = ""
+    severity: str = Field(default="", max_length=64)
     status: Literal["firing", "resolved"] = "firing"
     summary: str = ""
     description: str = ""
@@ -49,17 +50,20 @@ def to_alertmanager(alert: GenericAlert, raw: str | None = None) -> Alertmanager
         if getattr(alert, k):
             annotations[k] = getattr(alert, k)
     group = {k: labels[k] for k in ("alertname", "service") if k in labels}
-    group_key = alert.group_key or "generic:" + json.dumps(group, sort_keys=True, separators=(",", ":"))
+    # Keys are namespaced: a generic alert can never update an Alertmanager or PagerDuty one.
+    group_key = "generic:" + (alert.group_key or json.dumps(group, sort_keys=True, separators=(",", ":")))
     starts = alert.starts_at or datetime.now(timezone.utc)
-    fp = alert.fingerprint or "g-" + hashlib.sha256(
-        json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
+    if alert.fingerprint and len(alert.fingerprint) <= 62:
+        fp = "g-" + alert.fingerprint
+    else:
+        fp = "g-" + hashlib.sha256((alert.fingerprint or json.dumps(labels, sort_keys=True)).encode()).hexdigest()[:16]
     am = {
         "version": "4", "groupKey": group_key, "status": alert.status, "receiver": "generic",
         "groupLabels": group, "commonLabels": labels, "commonAnnotations": annotations,
         "alerts": [{"status": alert.status, "labels": labels, "annotations": annotations,
                     "startsAt": starts.isoformat(), "fingerprint": fp}],
     }
-    payload = parse_alertmanager(json.dumps(am))
+    payload = parse_alertmanager(json.dumps(am), source="generic")
     payload._raw = raw if raw is not None else alert.model_dump_json()
     return payload
 
@@ -67,12 +71,15 @@ def to_alertmanager(alert: GenericAlert, raw: str | None = None) -> Alertmanager
 def parse_generic(raw: bytes | str) -> AlertmanagerPayload:
     """Validate a generic alert body; InvalidPayload names the bad field."""
     try:
-        alert = GenericAlert.model_validate_json(raw)
+        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as e:
+        raise InvalidPayload(f"payload is not UTF-8 (bad byte at offset {e.start}); send UTF-8 JSON") from None
+    doc = load_bounded(text, "send one JSON object")
+    if not isinstance(doc, dict):
+        raise InvalidPayload(f"payload is a JSON {type(doc).__name__}, not an object; send one JSON object")
+    try:
+        alert = GenericAlert.model_validate(doc)
     except ValidationError as e:
-        first = e.errors(include_url=False)[0]
-        if first["type"] == "json_invalid":
-            raise InvalidPayload(f"payload is not valid JSON ({first['msg']}); send one JSON object") from None
         raise InvalidPayload(_describe(e).replace("Alertmanager's webhook_config receiver produces",
                                                   "a generic alert with at least `alertname`")) from None
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return to_alertmanager(alert, text)

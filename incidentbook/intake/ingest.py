@@ -96,7 +96,8 @@ def run_incident_runbook(cfg: Config, store: Store, incident_id: str,
     try:
         result = execute(runbook, params, notebook, cwd=workdir,
                              cell_timeout_s=cfg.runner.cell_timeout_s,
-                             kernel_name=cfg.runner.kernel_name)
+                             kernel_name=cfg.runner.kernel_name,
+                             max_output_bytes=cfg.runner.max_output_bytes)
     except RunbookError as e:
         # An invalid runbook: the incident and its alerts stay stored; record why nothing ran.
         store.finish_run(run_id, "failed", ename=type(e).__name__, evalue=str(e))

@@ -26,6 +26,14 @@ class IntakeMetrics:
         self.incidents_opened = Counter("incidentbook_incidents_opened", "Incidents opened", registry=r)
         self.failed = Counter("incidentbook_work_failed", "Work items that failed", ["kind"], registry=r)
         self.queued = Gauge("incidentbook_work_queued", "Work items waiting", ["kind"], registry=r)
+        self.failed_items = Gauge("incidentbook_work_failed_items",
+                                  "Work items in state failed now (see `incidentbook intake failed`)",
+                                  ["kind"], registry=r)
+        self.oldest_queued = Gauge("incidentbook_oldest_queued_alert_seconds",
+                                   "Age of the oldest queued alert item (0 when none is queued)", registry=r)
+        self.worker_restarts = Counter("incidentbook_worker_restarts", "Dead workers restarted by the watchdog",
+                                       ["worker"], registry=r)
+        self.ready = Gauge("incidentbook_ready", "1 when /readyz answers 200", registry=r)
         self.running = Gauge("incidentbook_runbooks_running", "Runbooks executing now", registry=r)
         self.ack_seconds = Histogram("incidentbook_ack_seconds", "Time from request to 2xx (persisted)",
                                      ["source"], buckets=_ACK_BUCKETS, registry=r)
@@ -40,3 +48,4 @@ class IntakeMetrics:
         c = counts()
         for kind in ("alert", "runbook"):
             self.queued.labels(kind=kind).set(c.get(kind, {}).get("queued", 0))
+            self.failed_items.labels(kind=kind).set(c.get(kind, {}).get("failed", 0))

@@ -16,6 +16,7 @@ from typing import Any
 
 from incidentbook.errors import InvalidPayload
 from incidentbook.intake.alertmanager import AlertmanagerPayload, parse_alertmanager
+from incidentbook.intake.sanitise import load_bounded
 
 SIGNATURE_HEADER = "X-PagerDuty-Signature"
 RESOLVED_EVENTS = frozenset({"incident.resolved"})
@@ -50,9 +51,10 @@ def _field(obj: Any, path: str) -> Any:
 def parse_pagerduty(raw: bytes | str) -> AlertmanagerPayload | None:
     """A v3 webhook as an alert group (`groupKey` = `pagerduty:<incident id>`); None if not an incident event."""
     try:
-        doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InvalidPayload(f"payload is not valid JSON ({e}); send PagerDuty's v3 webhook body") from None
+        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as e:
+        raise InvalidPayload(f"payload is not UTF-8 (bad byte at offset {e.start}); send UTF-8 JSON") from None
+    doc = load_bounded(text, "send PagerDuty's v3 webhook body")
     if not isinstance(doc, dict):
         raise InvalidPayload("payload is not a JSON object; send PagerDuty's v3 webhook body")
     event_type = str(_field(doc, "event.event_type"))
@@ -81,6 +83,6 @@ def parse_pagerduty(raw: bytes | str) -> AlertmanagerPayload | None:
                     "endsAt": occurred if status == "resolved" else "0001-01-01T00:00:00Z",
                     "generatorURL": annotations["pagerduty_url"], "fingerprint": f"pd-{incident_id}"[:64]}],
     }
-    payload = parse_alertmanager(json.dumps(am))
-    payload._raw = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    payload = parse_alertmanager(json.dumps(am), source="pagerduty")
+    payload._raw = text
     return payload

@@ -30,10 +30,10 @@ from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from incidentbook.errors import InvalidPayload
+from incidentbook.errors import BadInput, InvalidPayload, NotFound
 from incidentbook.incidents import Store
 from incidentbook.incidents.models import IncidentRow, PayloadRow, WorkItemRow
-from incidentbook.incidents.store import _hash
+from incidentbook.incidents.store import StoreError, _hash
 from incidentbook.intake.alertmanager import AlertmanagerPayload, parse_alertmanager
 from incidentbook.intake.correlate import Topology
 
@@ -66,6 +66,22 @@ def parse_body(source: str, raw: str) -> AlertmanagerPayload | None:
 
         return parse_generic(raw)
     raise InvalidPayload(f"unknown alert source {source!r}; use one of {', '.join(SOURCES)}")
+
+
+def describe_error(e: BaseException) -> str:
+    """A one-line description of why an item failed: the error type and its first line.
+
+    For database errors only the driver's message is kept: SQLAlchemy's own text carries the SQL
+    and its parameters (alert text, possibly secrets). NUL and lone surrogates are escaped so the
+    description itself can be stored and printed.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    inner: BaseException = e.orig if isinstance(e, DBAPIError) and e.orig is not None else e
+    lines = str(inner).strip().splitlines()
+    msg = f"{type(inner).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    msg = msg.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return msg[:500]
 
 
 @dataclass(frozen=True)
@@ -154,20 +170,66 @@ class WorkQueue:
 
         Bodies that land on the same open incident are applied together, so a storm of
         notifications for one incident costs one pass over its alerts, not one per body.
+        If the batch fails for any reason other than the store being unreachable, each body is
+        retried alone and the ones that still fail are marked `failed` with the error (payload
+        kept), so one poison body never stops the others. StoreError (database down, disk full)
+        is raised: nothing is marked, the items stay queued.
         """
-        while True:
+        claimed: list[int] = []
+        for _ in range(5):
+            claimed.clear()
             try:
                 with self._session() as s:
-                    if self.store.dialect == "postgresql":
-                        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_INTAKE_LOCK})
-                    rows = list(s.scalars(
-                        select(WorkItemRow)
-                        .where(WorkItemRow.kind == "alert", WorkItemRow.state == "queued")
-                        .order_by(WorkItemRow.id).limit(limit).with_for_update(skip_locked=True)
-                    ))
+                    rows = self._claim_alerts(s, limit)
+                    claimed.extend(r.id for r in rows)
                     return self._process_batch(s, rows) if rows else []
             except IntegrityError:
                 continue  # someone else (`incidentbook ingest`) opened the group first: retry
+            except StoreError:
+                raise
+            except Exception:  # noqa: BLE001 - isolated below, item by item
+                if not claimed:
+                    raise
+                break
+        return [self._process_alone(item_id) for item_id in claimed]
+
+    def _claim_alerts(self, s: Session, limit: int, item_id: int | None = None) -> list[WorkItemRow]:
+        if self.store.dialect == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_INTAKE_LOCK})
+        stmt = select(WorkItemRow).where(WorkItemRow.kind == "alert", WorkItemRow.state == "queued")
+        if item_id is not None:
+            stmt = stmt.where(WorkItemRow.id == item_id)
+        return list(s.scalars(stmt.order_by(WorkItemRow.id).limit(limit).with_for_update(skip_locked=True)))
+
+    def _process_alone(self, item_id: int) -> Processed:
+        """Process one item in its own transaction; on any error mark it failed and say why."""
+        error = ""
+        for _ in range(3):
+            try:
+                with self._session() as s:
+                    rows = self._claim_alerts(s, 1, item_id)
+                    if not rows:  # taken by another worker meanwhile
+                        return Processed(item_id, None, False)
+                    return self._process_batch(s, rows)[0]
+            except IntegrityError as e:
+                error = describe_error(e)
+                continue
+            except StoreError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any error of one body fails that body only
+                error = describe_error(e)
+                break
+        self._mark_failed(item_id, error)
+        return Processed(item_id, None, False, error=error)
+
+    def _mark_failed(self, item_id: int, error: str) -> None:
+        with self._session() as s:
+            row = s.get(WorkItemRow, item_id, with_for_update=True)
+            if row is not None and row.state == "queued":
+                now = _now()
+                row.state, row.error, row.finished_at = "failed", error[:2000], now
+                row.attempts += 1
+                row.started_at = row.started_at or now
 
     def _process_batch(self, s: Session, rows: list[WorkItemRow]) -> list[Processed]:
         now = _now()
@@ -331,3 +393,74 @@ class WorkQueue:
         """Items not finished yet (queued or running), of both kinds."""
         c = self.counts()
         return sum(v.get("queued", 0) + v.get("running", 0) for v in c.values())
+
+    # ------------------------------------------------------------------ failed items
+
+    def failed_items(self, limit: int = 100) -> list[FailedItem]:
+        """Alert items that failed (newest first), with their error and the stored body."""
+        with self.store._session(write=False) as s:
+            rows = s.scalars(select(WorkItemRow).where(WorkItemRow.kind == "alert", WorkItemRow.state == "failed")
+                             .order_by(WorkItemRow.id.desc()).limit(limit))
+            return [FailedItem(r.id, r.source, r.received_at, r.finished_at, r.attempts, r.error or "", r.raw)
+                    for r in rows]
+
+    def count_failed(self) -> int:
+        """How many alert items are failed (waiting for `intake retry` or `intake drop`)."""
+        with self.store._session(write=False) as s:
+            return int(s.execute(select(func.count()).select_from(WorkItemRow).where(
+                WorkItemRow.kind == "alert", WorkItemRow.state == "failed")).scalar_one())
+
+    def _failed_row(self, s: Session, item_id: int) -> WorkItemRow:
+        row = s.get(WorkItemRow, item_id, with_for_update=True)
+        if row is None or row.kind != "alert":
+            raise NotFound(f"no intake item {item_id}; run `incidentbook intake failed` to see failed items")
+        if row.state != "failed":
+            raise BadInput(f"intake item {item_id} is {row.state}, not failed; only failed items can be "
+                           "retried or dropped")
+        return row
+
+    def retry(self, item_id: int) -> None:
+        """Queue a failed item again (after the cause was fixed); the worker picks it up."""
+        with self._session() as s:
+            row = self._failed_row(s, item_id)
+            row.state, row.finished_at = "queued", None
+
+    def drop(self, item_id: int) -> None:
+        """Give up on a failed item: state `dropped`; its body stays stored for audit."""
+        with self._session() as s:
+            row = self._failed_row(s, item_id)
+            row.state, row.finished_at = "dropped", _now()
+
+    def oldest_queued_age(self) -> float | None:
+        """Seconds the oldest queued alert item has waited (None when nothing is queued)."""
+        with self.store._session(write=False) as s:
+            oldest = s.execute(select(func.min(WorkItemRow.received_at)).where(
+                WorkItemRow.kind == "alert", WorkItemRow.state == "queued")).scalar_one()
+        if oldest is None:
+            return None
+        if oldest.tzinfo is None:  # func.min bypasses the column type on SQLite
+            oldest = datetime.fromisoformat(str(oldest)).replace(tzinfo=timezone.utc)
+        return max(0.0, (_now() - oldest).total_seconds())
+
+
+@dataclass(frozen=True)
+class FailedItem:
+    """A webhook body the intake could not fold into an incident (`incidentbook intake failed`)."""
+
+    id: int
+    source: str
+    received_at: datetime
+    failed_at: datetime | None
+    attempts: int
+    error: str
+    raw: str
+
+    def to_dict(self, body: bool = True) -> dict[str, object]:
+        """The `--json` shape; `body` includes the stored payload text."""
+        out: dict[str, object] = {
+            "id": self.id, "source": self.source, "received_at": self.received_at.isoformat(),
+            "failed_at": self.failed_at.isoformat() if self.failed_at else None,
+            "attempts": self.attempts, "error": self.error}
+        if body:
+            out["body"] = self.raw
+        return out

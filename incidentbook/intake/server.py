@@ -7,8 +7,15 @@ Endpoints:
                                secret in `[server] pagerduty_secret_env` (bearer token if unset)
 - `POST /api/v1/alerts`        one generic JSON alert (see intake/generic.py), bearer token
 - `GET /api/v1/incidents`      open and recent incidents as JSON, bearer token
-- `GET /`                      the incidents page (HTML), `GET /healthz`, `GET /metrics`,
-                               `GET /openapi.json`
+- `GET /`                      the incidents page (HTML, paginated: `?page=N`)
+- `GET|POST /login`            a form that takes the intake token and sets a session cookie
+- `GET /healthz`               liveness (the process answers); no token, so probes can use it
+- `GET /readyz`                readiness: 200, or 503 with the reasons (dead worker, stuck queue,
+                               store unreachable, disk full); no token
+- `GET /metrics`, `GET /openapi.json`, `GET /docs`: bearer token or session cookie
+
+Every page except /healthz, /readyz and /login needs the intake token, either as
+`Authorization: Bearer` or as the HttpOnly session cookie /login sets. Links never carry a token.
 
 A webhook body is validated (422 naming the field), then committed to the store's queue, and
 only then answered with 202 `{"status": "queued", "id": N}`; an identical body already stored
@@ -29,13 +36,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.concurrency import run_in_threadpool
 
 from incidentbook.config import Config
 from incidentbook.errors import ConfigError, InvalidPayload
 from incidentbook.incidents import Incident, Store
+from incidentbook.incidents.store import StoreError
 from incidentbook.intake.alertmanager import MAX_PAYLOAD_BYTES, AlertmanagerPayload
 from incidentbook.intake.generic import GenericAlert
 from incidentbook.intake.pagerduty import SIGNATURE_HEADER, verify_signature
@@ -76,6 +92,7 @@ class ServerSettings:
 
     token: str | None  # None: no authentication (only allowed on a loopback host)
     pagerduty_secret: str = ""
+    generic_token: str | None = None  # set: POST /api/v1/alerts takes only this token
     lab_url: str = ""  # JupyterLab base URL whose root is the workspace home; "" for no links
     max_bytes: int = MAX_PAYLOAD_BYTES
 
@@ -89,11 +106,9 @@ def notebook_url(lab_url: str, home: Path, incident: Incident) -> str:
         rel = path.resolve().relative_to(home.resolve())
     except ValueError:
         return ""
-    token = ""
-    if "?token=" in lab_url:
-        lab_url, token = lab_url.split("?token=", 1)
-    url = f"{lab_url.rstrip('/')}/lab/tree/{quote(rel.as_posix())}"
-    return url + (f"?token={token}" if token else "")
+    # Never a token in a link: pages and chat messages get copied, logged and shared.
+    base = lab_url.split("?", 1)[0]
+    return f"{base.rstrip('/')}/lab/tree/{quote(rel.as_posix())}"
 
 
 def _client(request: Request) -> str:
@@ -115,12 +130,32 @@ def create_app(service: IntakeService, settings: ServerSettings) -> FastAPI:
         metrics.rejected.labels(reason=reason).inc()
         return HTTPException(status_code=status, detail=detail, headers=headers)
 
-    def check_token(request: Request) -> None:
+    session_value = _session_cookie(settings.token) if settings.token else ""
+
+    def bearer(request: Request) -> str:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return given.strip() if scheme.lower() == "bearer" else ""
+
+    def authenticated(request: Request) -> bool:
         if settings.token is None:
+            return True
+        given = bearer(request)
+        if given and hmac.compare_digest(given.encode(), settings.token.encode()):
+            return True
+        cookie = request.cookies.get(SESSION_COOKIE, "")
+        return bool(cookie) and hmac.compare_digest(cookie.encode(), session_value.encode())
+
+    def check_generic_token(request: Request) -> None:
+        if settings.generic_token is None:
+            check_token(request)
             return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), settings.token.encode()):
+        if not hmac.compare_digest(bearer(request).encode(), settings.generic_token.encode()):
+            raise reject(401, "unauthorized",
+                         f"missing or wrong bearer token; the generic endpoint takes the token in "
+                         f"${cfg.server.generic_token_env}", {"WWW-Authenticate": "Bearer"})
+
+    def check_token(request: Request) -> None:
+        if not authenticated(request):
             raise reject(401, "unauthorized",
                          f"missing or wrong bearer token; send `Authorization: Bearer <the value of "
                          f"${cfg.server.token_env}>` (Alertmanager: http_config.authorization)",
@@ -158,12 +193,19 @@ def create_app(service: IntakeService, settings: ServerSettings) -> FastAPI:
 
         def validate_and_store() -> Any:
             parse_body(source, text)  # 422 before anything is stored
+            free = store.free_bytes()
+            if free is not None and free < cfg.server.min_free_mb * 1024 * 1024:
+                raise StoreError(f"disk full: {free / 1024 / 1024:.1f} MB free where the store lives, below "
+                                 f"[server] min_free_mb = {cfg.server.min_free_mb}")
             return service.submit(source, text)
 
         try:
             result = await run_in_threadpool(validate_and_store)
         except InvalidPayload as e:
             raise reject(422, "invalid", str(e)) from None
+        except StoreError as e:  # nothing was stored: the sender retries on 5xx
+            raise reject(503, "store_unavailable", f"{e}; the body was not stored, retry",
+                         {"Retry-After": "10"}) from None
         metrics.received.labels(source=source).inc()
         metrics.ack_seconds.labels(source=source).observe(time.perf_counter() - started)
         if result.duplicate:
@@ -184,7 +226,7 @@ def create_app(service: IntakeService, settings: ServerSettings) -> FastAPI:
               responses={401: {}, 413: {}, 422: {}, 429: {}})
     async def generic(request: Request) -> JSONResponse:
         """One generic JSON alert (`alertname` required)."""
-        check_token(request)
+        check_generic_token(request)
         check_rate(request)
         return await accept("generic", request, await read_body(request))
 
@@ -205,39 +247,149 @@ def create_app(service: IntakeService, settings: ServerSettings) -> FastAPI:
             check_token(request)
         return await accept("pagerduty", request, body)
 
+    @app.middleware("http")
+    async def require_auth(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        # Webhooks check their own credentials (PagerDuty signs instead); probes and the login
+        # form are open. Everything else (pages, metrics, the schema) needs the token.
+        path = request.url.path
+        if (path in _OPEN_PATHS or (request.method == "POST" and path in _WEBHOOKS)
+                or authenticated(request)):
+            return await call_next(request)
+        metrics.rejected.labels(reason="unauthorized").inc()
+        if "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(render_login(next_path=path), status_code=401)
+        return JSONResponse({"detail": "missing or wrong token; send `Authorization: Bearer <the value of "
+                             f"${cfg.server.token_env}>` or log in at /login"}, status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"})
+
+    @app.get("/login", response_class=HTMLResponse, tags=["incidents"])
+    def login_form(next: str = "/") -> HTMLResponse:
+        """The login form: paste the intake token once, get a session cookie."""
+        return HTMLResponse(render_login(next_path=next))
+
+    @app.post("/login", tags=["incidents"])
+    async def login(request: Request) -> Response:
+        """Check the token from the form and set the session cookie (HttpOnly, SameSite=Strict)."""
+        from urllib.parse import parse_qs
+
+        check_rate(request)
+        form = parse_qs((await read_body(request)).decode("utf-8", "replace"))
+        given = (form.get("token") or [""])[0].strip()
+        target = _safe_next((form.get("next") or ["/"])[0])
+        if settings.token is None:
+            return RedirectResponse(target, status_code=303)
+        if not hmac.compare_digest(given.encode(), settings.token.encode()):
+            metrics.rejected.labels(reason="unauthorized").inc()
+            return HTMLResponse(render_login(next_path=target, error="wrong token"), status_code=401)
+        resp = RedirectResponse(target, status_code=303)
+        resp.set_cookie(SESSION_COOKIE, session_value, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", max_age=12 * 3600)
+        return resp
+
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, Any]:
-        """Liveness and queue depth (queries the store, so a dead database shows here)."""
-        return {"status": "ok", "queue": service.queue.counts(), "runbooks_running": service.running,
+        """Liveness: the process answers. Queue depth when the store answers (null when it does not)."""
+        try:
+            queue: Any = service.queue.counts()
+        except StoreError:
+            queue = None
+        return {"status": "ok", "queue": queue, "runbooks_running": service.running,
                 "warm_kernels": service.pool.ready if service.pool is not None else None}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {}})
+    def readyz() -> JSONResponse:
+        """Readiness: 200 when the intake works, else 503 with the reasons."""
+        reasons = service.readiness()
+        metrics.ready.set(0 if reasons else 1)
+        if reasons:
+            return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
+        return JSONResponse({"status": "ready", "reasons": []})
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     def prometheus_metrics() -> Response:
-        """Prometheus metrics."""
+        """Prometheus metrics (bearer token: Prometheus' `authorization` scrape setting)."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        metrics.refresh_queue(service.queue.counts)
+        try:
+            metrics.refresh_queue(service.queue.counts)
+            metrics.oldest_queued.set(service.queue.oldest_queued_age() or 0.0)
+        except StoreError:
+            pass  # the counters still answer; /readyz says the store is down
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # Readers (the page, the incidents API) get threads of their own, few of them: however many
+    # people reload the page, webhook acks never wait for a worker thread behind them.
+    readers = anyio.CapacityLimiter(PAGE_THREADS)
+
     @app.get(f"{_API}/incidents", tags=["incidents"])
-    def incidents_json(request: Request, limit: int = 100) -> dict[str, Any]:
-        """Open and recent incidents."""
+    async def incidents_json(request: Request, limit: int = 100,
+                             offset: int = Query(0, ge=0, le=_MAX_OFFSET)) -> dict[str, Any]:
+        """Open and recent incidents, newest first (`limit`, `offset` page through them)."""
         check_token(request)
         limit = max(1, min(limit, 1000))
-        return {"incidents": [
-            {**i.to_dict(), "notebook_url": notebook_url(settings.lab_url, cfg.home, i),
-             "alerts": len(store.alerts(i.id))}
-            for i in store.list_incidents(limit=limit)]}
+
+        def read() -> dict[str, Any]:
+            incidents = store.list_incidents(limit=limit, offset=offset)
+            counts = store.alert_counts([i.id for i in incidents])
+            return {"incidents": [
+                {**i.to_dict(), "notebook_url": notebook_url(settings.lab_url, cfg.home, i), "alerts": counts[i.id]}
+                for i in incidents]}
+
+        return await anyio.to_thread.run_sync(read, limiter=readers)
 
     @app.get("/", response_class=HTMLResponse, tags=["incidents"])
-    def incidents_page() -> HTMLResponse:
-        """The incidents page: open first, then recent ones."""
-        incidents = store.list_incidents(limit=200)
-        incidents.sort(key=lambda i: (i.status != "open", -i.created.timestamp()))
+    async def incidents_page(page: int = Query(1, ge=1, le=_MAX_OFFSET // PAGE_SIZE)) -> HTMLResponse:
+        """The incidents page: open first, then recent ones; PAGE_SIZE a page."""
+        return await anyio.to_thread.run_sync(lambda: _incidents_page(page), limiter=readers)
+
+    def _incidents_page(page: int) -> HTMLResponse:
+        incidents = store.list_incidents(limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE, open_first=True)
+        more = len(incidents) > PAGE_SIZE
+        incidents = incidents[:PAGE_SIZE]
+        counts = store.alert_counts([i.id for i in incidents])
+        q = service.queue
+        try:
+            intake = {"failed": q.count_failed(), "oldest_queued_s": q.oldest_queued_age()}
+        except StoreError:
+            intake = {"failed": None, "oldest_queued_s": None}
         return HTMLResponse(render_page(incidents, lambda i: notebook_url(settings.lab_url, cfg.home, i),
-                                        lambda i: len(store.alerts(i.id))))
+                                        lambda i: counts.get(i.id, 0), page=page, more=more,
+                                        intake=intake, stuck_after_s=cfg.server.ready_max_pending_s))
 
     return app
+
+
+#: Incidents per page of `GET /`.
+PAGE_SIZE = 50
+#: Threads rendering pages at once (the rest wait in the event loop, holding no thread).
+PAGE_THREADS = 2
+_MAX_OFFSET = 10_000_000
+SESSION_COOKIE = "incidentbook_session"
+_OPEN_PATHS = frozenset({"/healthz", "/readyz", "/login"})
+_WEBHOOKS = frozenset({f"{_API}/alertmanager", f"{_API}/alerts", f"{_API}/pagerduty"})
+
+
+def _session_cookie(token: str) -> str:
+    """The session cookie's value: derived from the token (never the token itself)."""
+    return hmac.new(token.encode(), b"incidentbook-session-v1", "sha256").hexdigest()
+
+
+def _safe_next(path: str) -> str:
+    """Where to go after logging in: a local path only (no open redirect)."""
+    return path if path.startswith("/") and not path.startswith("//") and "\\" not in path else "/"
+
+
+def render_login(next_path: str = "/", error: str = "") -> str:
+    """The login form: the intake token once, then a session cookie."""
+    e = html.escape
+    msg = f"<p class='failed'>{e(error)}</p>" if error else ""
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>incidentbook: log in</title>"
+            f"<style>{_STYLE}</style></head><body><h1>Log in</h1>{msg}"
+            "<p>Paste the intake token (the value of the server's token variable).</p>"
+            "<form method='post' action='/login'>"
+            f"<input type='hidden' name='next' value='{e(_safe_next(next_path))}'>"
+            "<input type='password' name='token' autocomplete='current-password' autofocus> "
+            "<button type='submit'>Log in</button></form></body></html>")
 
 
 _STYLE = ("body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
@@ -246,9 +398,30 @@ _STYLE = ("body{font-family:system-ui,sans-serif;margin:2em}table{border-collaps
 
 
 def render_page(incidents: list[Incident], link: Callable[[Incident], str],
-                alert_count: Callable[[Incident], int]) -> str:
-    """The incidents page as HTML; every value from an alert is escaped."""
+                alert_count: Callable[[Incident], int], page: int = 1, more: bool = False,
+                intake: dict[str, Any] | None = None, stuck_after_s: float = 300.0) -> str:
+    """The incidents page as HTML; every value from an alert is escaped.
+
+    `intake` (failed items, age of the oldest queued one) puts a warning above the table.
+    """
     e = html.escape
+    warn = ""
+    if intake:
+        failed, age = intake.get("failed"), intake.get("oldest_queued_s")
+        notes = []
+        if failed is None:
+            notes.append("the incident store does not answer; see /readyz")
+        elif failed:
+            notes.append(f"{failed} intake item(s) failed: run <code>incidentbook intake failed</code>")
+        if age is not None and age > stuck_after_s:
+            notes.append(f"the oldest queued alert has waited {age:.0f} s (stuck?): see /readyz")
+        if notes:
+            warn = "".join(f"<p class='failed' role='alert'>{n}</p>" for n in notes)
+    nav = ""
+    if page > 1 or more:
+        prev = f"<a href='/?page={page - 1}'>newer</a>" if page > 1 else ""
+        nxt = f"<a href='/?page={page + 1}'>older</a>" if more else ""
+        nav = f"<p>page {page} {prev} {nxt}</p>"
     rows = []
     for i in incidents:
         url = link(i)
@@ -262,9 +435,9 @@ def render_page(incidents: list[Incident], link: Callable[[Incident], str],
     body = "".join(rows) or '<tr><td colspan="9">No incidents yet.</td></tr>'
     return ("<!doctype html><html><head><meta charset='utf-8'><title>incidentbook: incidents</title>"
             f"<meta http-equiv='refresh' content='15'><style>{_STYLE}</style></head><body>"
-            "<h1>Incidents</h1><table><thead><tr><th>ID</th><th>Status</th><th>Severity</th>"
+            f"<h1>Incidents</h1>{warn}<table><thead><tr><th>ID</th><th>Status</th><th>Severity</th>"
             "<th>Title</th><th>Service</th><th>Alerts</th><th>Runbook</th><th>Opened</th>"
-            f"<th>Notebook</th></tr></thead><tbody>{body}</tbody></table></body></html>")
+            f"<th>Notebook</th></tr></thead><tbody>{body}</tbody></table>{nav}</body></html>")
 
 
 def resolve_token(cfg: Config, host: str, no_auth: bool) -> str | None:
@@ -313,8 +486,20 @@ def _start_lab(home: Path, host: str, port: int) -> tuple[Any, str]:
 
     if os.geteuid() == 0:
         cmd.append("--allow-root")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
     return proc, f"http://{host}:{port}?token={token}"
+
+
+def _die_with_parent() -> None:
+    """In the JupyterLab child: get SIGTERM when `serve` dies, even by SIGKILL (Linux prctl)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def serve(cfg: Config, *, host: str | None = None, port: int | None = None, no_auth: bool = False,
@@ -326,13 +511,24 @@ def serve(cfg: Config, *, host: str | None = None, port: int | None = None, no_a
     host = host or cfg.server.host
     port = cfg.server.port if port is None else port
     token = resolve_token(cfg, host, no_auth)
-    pd_secret = __import__("os").environ.get(cfg.server.pagerduty_secret_env, "")
+    env = __import__("os").environ
+    pd_secret = env.get(cfg.server.pagerduty_secret_env, "")
+    generic_token = None
+    if cfg.server.generic_token_env:
+        generic_token = env.get(cfg.server.generic_token_env, "")
+        if not generic_token:
+            raise ConfigError(f"[server] generic_token_env names {cfg.server.generic_token_env!r} but it is not "
+                              f"set; export {cfg.server.generic_token_env}=$(openssl rand -hex 32)")
+    # The store is opened (and checked for damage) before anything else starts.
+    store = Store.from_config(cfg)
     lab_proc = None
     lab_url = cfg.server.lab_url
     if not no_lab:
-        lab_proc, lab_url = _start_lab(cfg.home, host, lab_port or port + 1)
-    service = build_service(cfg, bundle=bundle, lab_url=lab_url)
-    app = create_app(service, ServerSettings(token=token, pagerduty_secret=pd_secret, lab_url=lab_url))
+        # Loopback unless [server] lab_host says otherwise: the lab runs code as this user.
+        lab_proc, lab_url = _start_lab(cfg.home, cfg.server.lab_host, lab_port or port + 1)
+    service = build_service(cfg, bundle=bundle, lab_url=lab_url, store=store)
+    app = create_app(service, ServerSettings(token=token, pagerduty_secret=pd_secret, lab_url=lab_url,
+                                             generic_token=generic_token))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
                                            access_log=False, timeout_graceful_shutdown=5))
     base = f"http://{host}:{port}"

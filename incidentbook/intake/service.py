@@ -27,7 +27,7 @@ from incidentbook.incidents import Store
 from incidentbook.intake.correlate import Topology
 from incidentbook.intake.ingest import run_incident_runbook
 from incidentbook.intake.metrics import IntakeMetrics
-from incidentbook.intake.queue import MAX_ATTEMPTS, Enqueued, Job, WorkQueue
+from incidentbook.intake.queue import MAX_ATTEMPTS, Enqueued, Job, WorkQueue, describe_error
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,10 @@ class IntakeService:
         self._wake_intake = threading.Event()
         self._wake_runbooks = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._supervised: dict[str, tuple[Callable[[], None], threading.Thread]] = {}
+        self._deaths: dict[str, str] = {}  # worker name -> why it last died
+        self._intake_beat = time.monotonic()
+        self._store_error = ""  # the last store failure of the intake worker ("" once it works again)
         self._running = 0
         self._lock = threading.Lock()
 
@@ -87,18 +91,80 @@ class IntakeService:
             from incidentbook.runner.pool import KernelPool
 
             self.pool = KernelPool(self.workers, kernel_name=self.cfg.runner.kernel_name).start()
-        self._spawn(self._intake_loop, "incidentbook-intake")
+        self._supervise(self._intake_loop, "incidentbook-intake")
         if self._escalation() is not None:
-            self._spawn(self._escalation_loop, "incidentbook-escalation")
+            self._supervise(self._escalation_loop, "incidentbook-escalation")
         if self.run_runbooks:
             for i in range(self.workers):
-                self._spawn(self._runbook_loop, f"incidentbook-runbook-{i}")
+                self._supervise(self._runbook_loop, f"incidentbook-runbook-{i}")
+        self._spawn(self._watchdog_loop, "incidentbook-watchdog")
         return self
 
-    def _spawn(self, target: Callable[[], None], name: str) -> None:
+    def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
         self._threads.append(t)
+        return t
+
+    # ------------------------------------------------------------------ supervision
+
+    #: How often the watchdog looks for dead workers.
+    watchdog_interval_s = 1.0
+
+    def _supervise(self, target: Callable[[], None], name: str) -> None:
+        """Run `target` in a thread the watchdog restarts if it dies."""
+        def guarded() -> None:
+            try:
+                target()
+            except BaseException as e:  # noqa: BLE001 - recorded; the thread ends and the watchdog restarts it
+                self._deaths[name] = describe_error(e)
+                log.error("%s died: %s", name, self._deaths[name], exc_info=True)
+        self._supervised[name] = (target, self._spawn(guarded, name))
+
+    def dead_workers(self) -> dict[str, str]:
+        """Supervised workers not running now (name -> why), empty when all are alive."""
+        if self._stop.is_set():
+            return {}
+        return {name: self._deaths.get(name, "stopped") for name, (_, t) in self._supervised.items()
+                if not t.is_alive()}
+
+    def _watchdog_loop(self) -> None:
+        while not self._stop.wait(self.watchdog_interval_s):
+            for name, why in self.dead_workers().items():
+                log.error("restarting %s (it died: %s)", name, why)
+                self.metrics.worker_restarts.labels(worker=name.removeprefix("incidentbook-")).inc()
+                self._supervise(self._supervised[name][0], name)
+
+    def readiness(self, max_pending_age_s: float | None = None) -> list[str]:
+        """Why this server should not take traffic now; an empty list means ready.
+
+        Checks: a dead worker, the intake worker stuck or failing on the store, the store
+        unreachable, the oldest queued item older than `[server] ready_max_pending_s`, and the
+        disk holding the store below `[server] min_free_mb`.
+        """
+        from incidentbook.incidents.store import StoreError
+
+        reasons = [f"worker {name} is dead ({why}); it is being restarted"
+                   for name, why in self.dead_workers().items()]
+        stalled = time.monotonic() - self._intake_beat
+        if not self._stop.is_set() and self._supervised and stalled > max(30.0, 10 * self.watchdog_interval_s):
+            reasons.append(f"the intake worker has not completed a pass for {stalled:.0f} s")
+        if self._store_error:
+            reasons.append(f"the intake worker is failing: {self._store_error}")
+        limit = self.cfg.server.ready_max_pending_s if max_pending_age_s is None else max_pending_age_s
+        try:
+            age = self.queue.oldest_queued_age()
+        except StoreError as e:
+            reasons.append(str(e))
+            age = None
+        if age is not None and age > limit:
+            reasons.append(f"the oldest queued alert has waited {age:.0f} s (limit {limit:g} s, "
+                           "[server] ready_max_pending_s)")
+        free = self.store.free_bytes()
+        if free is not None and free < self.cfg.server.min_free_mb * 1024 * 1024:
+            reasons.append(f"disk full: {free / 1024 / 1024:.1f} MB free where the store lives (below "
+                           f"[server] min_free_mb = {self.cfg.server.min_free_mb}); free space")
+        return reasons
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking work, let running runbooks finish (up to `timeout`), shut kernels down."""
@@ -152,11 +218,22 @@ class IntakeService:
         return result
 
     def _intake_loop(self) -> None:
+        from incidentbook.incidents.store import StoreError
+
         while not self._stop.is_set():
+            self._intake_beat = time.monotonic()
             try:
                 batch = self.queue.process_alerts(limit=INTAKE_BATCH)
-            except IncidentbookError as e:
-                log.error("intake: %s", e)
+                self._store_error = ""
+            except StoreError as e:  # items stay queued; readiness reports it until the store is back
+                if str(e) != self._store_error:
+                    log.error("intake: %s", e)
+                self._store_error = str(e)
+                self._stop.wait(1.0)
+                continue
+            except Exception as e:  # noqa: BLE001 - the worker never dies of one pass
+                log.error("intake: %s", describe_error(e), exc_info=True)
+                self._store_error = f"its last pass failed ({describe_error(e)})"
                 self._stop.wait(1.0)
                 continue
             if not batch:
@@ -179,8 +256,8 @@ class IntakeService:
         while not self._stop.is_set():
             try:
                 job = self.queue.claim_runbook()
-            except IncidentbookError as e:
-                log.error("runbook worker: %s", e)
+            except Exception as e:  # noqa: BLE001 - store trouble: back off and try again
+                log.error("runbook worker: %s", describe_error(e) if not isinstance(e, IncidentbookError) else e)
                 self._stop.wait(1.0)
                 continue
             if job is None:

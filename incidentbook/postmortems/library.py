@@ -228,18 +228,37 @@ class Library:
             if existing is not None and _same_tree(staging, entry_dir, ignore=("redaction.json",)):
                 raise BadInput(f"{incident.id} is already archived at {entry_dir} and nothing changed; "
                                f"edit {draft} (or the library copy) and run `incidentbook library add {incident.id}` again")
+            # The previous version is kept aside (with any uncommitted edits) until the commit
+            # succeeds: a failed add leaves the library exactly as it was, so a re-run works.
+            previous = entry_dir.with_name(entry_dir.name + ".previous")
+            shutil.rmtree(previous, ignore_errors=True)
             if entry_dir.exists():
-                shutil.rmtree(entry_dir)
+                entry_dir.rename(previous)
             staging.rename(entry_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        redactor.save()
-        ensure_static(self.path)
-        write_index(self.path, [(m, p) for m, p in iter_meta(self.path)])
+        index_html = self.path / "index.html"
+        old_index = index_html.read_bytes() if index_html.exists() else None
         rel = str(entry_dir.relative_to(self.path))
-        self._git("add", "-A", "--", rel, "index.html")
         verb = "Update" if existing else "Archive"
-        self._git("commit", "-q", "-m", f"{verb} {incident.id}: {meta['title']}", "--", rel, "index.html")
+        try:
+            ensure_static(self.path)
+            write_index(self.path, [(m, p) for m, p in iter_meta(self.path)])
+            self._git("add", "-A", "--", rel, "index.html")
+            self._git("commit", "-q", "-m", _commit_message(f"{verb} {incident.id}: {meta['title']}"),
+                      "--", rel, "index.html")
+        except BaseException:
+            self._git("reset", "-q", "--", rel, "index.html", check=False)  # unstage what was added
+            shutil.rmtree(entry_dir, ignore_errors=True)
+            if previous.exists():
+                previous.rename(entry_dir)
+            if old_index is None:
+                index_html.unlink(missing_ok=True)
+            else:
+                index_html.write_bytes(old_index)
+            raise
+        shutil.rmtree(previous, ignore_errors=True)
+        redactor.save()
         entry = Entry(incident.id, entry_dir, meta)
         idx = self.index()
         idx.upsert(doc_from_meta(meta, str(entry_dir)), self.fingerprint())
@@ -286,6 +305,14 @@ class Library:
         if not any(fts_terms(w) for w in words):
             return []
         return self.search(" ".join(words), limit=limit, any_term=True)
+
+
+def _commit_message(text: str) -> str:
+    """A commit message git accepts: no NUL or control characters, no lone surrogates."""
+    import re
+
+    clean = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", text)
+    return clean.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _user() -> str:

@@ -253,6 +253,55 @@ def _stamp(nb: nbformat.NotebookNode, runbook: Runbook, parameters: Mapping[str,
     }
 
 
+#: Default per-cell output cap (`[runner] max_output_bytes`).
+DEFAULT_MAX_OUTPUT_BYTES = 1_000_000
+
+
+def _output_size(out: Any) -> int:
+    return len(json.dumps(out, ensure_ascii=False, default=str).encode("utf-8", "replace"))
+
+
+def cap_outputs(nb: nbformat.NotebookNode, max_bytes: int) -> int:
+    """Cut each code cell's outputs to about `max_bytes`, saying so in the cell; returns cells cut.
+
+    A stream output is cut at the limit (its start is kept); any later output is dropped. The
+    cell ends with a stderr line naming the cap and how much was left out, and its metadata
+    records `incidentbook.outputs_truncated`, so a chatty runbook cannot make a notebook unopenable.
+    """
+    cut_cells = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not cell.get("outputs"):
+            continue
+        sizes = [_output_size(o) for o in cell.outputs]
+        total = sum(sizes)
+        if total <= max_bytes:
+            continue
+        kept: list[Any] = []
+        used = 0
+        for out, size in zip(cell.outputs, sizes):
+            if used + size <= max_bytes:
+                kept.append(out)
+                used += size
+                continue
+            room = max_bytes - used
+            if out.get("output_type") == "stream" and room > 200:
+                text = "".join(out.get("text", "")) if isinstance(out.get("text"), list) else str(out.get("text", ""))
+                out = nbformat.v4.new_output("stream", name=out.get("name", "stdout"),
+                                             text=text.encode("utf-8")[: room - 200].decode("utf-8", "ignore"))
+                kept.append(out)
+            break
+        dropped = total - sum(_output_size(o) for o in kept)
+        kept.append(nbformat.v4.new_output(
+            "stream", name="stderr",
+            text=f"\n[incidentbook: output cut at the {max_bytes:,}-byte cap per cell ([runner] max_output_bytes); "
+                 f"{dropped:,} bytes left out]\n"))
+        cell.outputs = kept
+        cell.metadata.setdefault("incidentbook", {})["outputs_truncated"] = {"cap_bytes": max_bytes,
+                                                                             "dropped_bytes": dropped}
+        cut_cells += 1
+    return cut_cells
+
+
 def _write(nb: nbformat.NotebookNode, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     nbformat.write(nb, str(tmp))
@@ -279,13 +328,15 @@ def run_runbook(
     cwd: str | Path,
     cell_timeout_s: float,
     kernel_name: str | None = "python3",
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
 ) -> RunResult:
     """Execute `runbook` with `parameters` into `output_path`, working in `cwd`.
 
     Returns a RunResult; a runbook that raises, times out (`cell_timeout_s` per cell) or kills
     its kernel gives `status="failed"` and a partial notebook. RunbookError, before anything
     runs, when the runbook is unreadable, lacks a `parameters` cell or its kernel is missing.
-    `kernel_name=None` uses the notebook's own kernelspec.
+    `kernel_name=None` uses the notebook's own kernelspec. Each cell's output is capped at
+    `max_output_bytes` in the notebook written (see `cap_outputs`).
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -323,11 +374,13 @@ def run_runbook(
         log.warning("runbook %s stopped: %s: %s", runbook.name, ename, evalue)
     duration = time.monotonic() - started
 
-    return finish_run(runbook, params, output_path, ename, evalue, interrupted, duration)
+    return finish_run(runbook, params, output_path, ename, evalue, interrupted, duration,
+                      max_output_bytes=max_output_bytes)
 
 
 def finish_run(runbook: Runbook, params: Mapping[str, Any], output_path: Path, ename: str, evalue: str,
-               interrupted: bool, duration: float) -> RunResult:
+               interrupted: bool, duration: float,
+               max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> RunResult:
     """After papermill (cold or warm kernel): keep the partial notebook, mark where it stopped,
     materialise proposals, stamp the metadata and say what happened."""
     from papermill.exceptions import PapermillExecutionError
@@ -344,6 +397,7 @@ def finish_run(runbook: Runbook, params: Mapping[str, Any], output_path: Path, e
         except PapermillExecutionError:
             nb = nbformat.read(str(output_path), as_version=4)
     materialize_proposals(nb)  # recorded proposals become un-run cells below their cell
+    cap_outputs(nb, max_output_bytes)
     _stamp(nb, runbook, params)
     # Secrets a cell printed (a connection string, an env dump) are taken out before the
     # notebook is saved; emails and IPs stay for the on-call engineer.

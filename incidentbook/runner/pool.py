@@ -28,6 +28,7 @@ from typing import Any
 from incidentbook.errors import RunbookError
 from incidentbook.proposals import HEADLESS_ENV
 from incidentbook.runner.execute import (
+    DEFAULT_MAX_OUTPUT_BYTES,
     RunResult,
     _describe_interruption,
     _ensure_runnable,
@@ -262,16 +263,19 @@ class KernelPool:
     # ------------------------------------------------------------------ running
 
     def run(self, runbook: Runbook, parameters: Mapping[str, Any], output_path: str | Path,
-            cwd: str | Path, cell_timeout_s: float, kernel_name: str | None = None) -> RunResult:
+            cwd: str | Path, cell_timeout_s: float, kernel_name: str | None = None,
+            max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> RunResult:
         """Execute `runbook` in a warm kernel; the same contract as `run_runbook`.
 
         `kernel_name` is accepted for signature compatibility; the pool's kernel is used.
         """
-        return run_runbook_warm(self, runbook, parameters, output_path, cwd, cell_timeout_s)
+        return run_runbook_warm(self, runbook, parameters, output_path, cwd, cell_timeout_s,
+                                max_output_bytes=max_output_bytes)
 
 
 def run_runbook_warm(pool: KernelPool, runbook: Runbook, parameters: Mapping[str, Any],
-                     output_path: str | Path, cwd: str | Path, cell_timeout_s: float) -> RunResult:
+                     output_path: str | Path, cwd: str | Path, cell_timeout_s: float,
+                     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> RunResult:
     """`run_runbook` in a kernel from `pool`: papermill parameterises and executes the notebook."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -308,4 +312,5 @@ def run_runbook_warm(pool: KernelPool, runbook: Runbook, parameters: Mapping[str
         pool.discard(wk)
     duration = time.monotonic() - started
 
-    return finish_run(runbook, params, output_path, ename, evalue, interrupted, duration)
+    return finish_run(runbook, params, output_path, ename, evalue, interrupted, duration,
+                      max_output_bytes=max_output_bytes)

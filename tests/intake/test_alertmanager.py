@@ -106,7 +106,11 @@ def test_payload_just_under_the_limit_parses() -> None:
     doc["commonAnnotations"]["description"] = "a" * pad
     raw = json.dumps(doc).encode()
     assert len(raw) <= MAX_PAYLOAD_BYTES
-    assert parse_alertmanager(raw).alerts[0].alertname == "HighErrorRate"
+    payload = parse_alertmanager(raw)
+    assert payload.alerts[0].alertname == "HighErrorRate"
+    # An over-long annotation is kept, cut to the store's limit and saying so.
+    assert payload.common_annotations["description"].endswith("more characters cut by incidentbook]")
+    assert len(payload.common_annotations["description"]) < 70_000
 
 
 @pytest.mark.parametrize(

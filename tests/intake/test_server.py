@@ -176,7 +176,8 @@ def test_incidents_page_escapes_alert_text_and_links_notebooks(client: TestClien
     [done] = drain(service)
     nb = service.cfg.incidents_dir / done.incident_id / "notebook.ipynb"
     service.store.set_runbook(done.incident_id, "generic", str(nb))
-    page = client.get("/").text
+    assert client.get("/").status_code == 401
+    page = client.get("/", headers=AUTH).text
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
     assert f'href="http://lab.example:8888/lab/tree/incidents/{done.incident_id}/notebook.ipynb"' in page
     listed = client.get("/api/v1/incidents", headers=AUTH).json()["incidents"]
@@ -188,14 +189,14 @@ def test_metrics_and_health(client: TestClient, service: IntakeService) -> None:
     client.post("/api/v1/alertmanager", content=_am("checkout"), headers=AUTH)
     client.post("/api/v1/alertmanager", content=_am("checkout"), headers=AUTH)
     client.post("/api/v1/alertmanager", content=_am("checkout"))
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=AUTH).text
     assert 'incidentbook_alerts_received_total{source="alertmanager"} 2.0' in text
     assert 'incidentbook_payloads_deduplicated_total{source="alertmanager"} 1.0' in text
     assert 'incidentbook_requests_rejected_total{reason="unauthorized"} 1.0' in text
     assert 'incidentbook_work_queued{kind="alert"} 1.0' in text
     assert "incidentbook_ack_seconds_bucket" in text
     assert client.get("/healthz").json()["queue"] == {"alert": {"queued": 1}}
-    paths = client.get("/openapi.json").json()["paths"]
+    paths = client.get("/openapi.json", headers=AUTH).json()["paths"]
     assert {"/api/v1/alertmanager", "/api/v1/pagerduty", "/api/v1/alerts"} <= set(paths)
 
 
