@@ -121,7 +121,9 @@ def render() -> str:
     from incidentbook.actions.policy import ActionsConfig, EnvironmentPolicy
     from incidentbook.config import (
         AgentConfig,
+        ConfluenceConfig,
         LibraryConfig,
+        McpConfig,
         RunnerConfig,
         ServerConfig,
         SourceConfig,
@@ -144,6 +146,10 @@ def render() -> str:
         _table("[runner]", RunnerConfig, "How runbooks run (papermill, one kernel per run)."),
         _table("[store]", StoreConfig, "Where incidents live: SQLite by default, PostgreSQL for a team."),
         _table("[library]", LibraryConfig, "The postmortem library."),
+        _table("[confluence]", ConfluenceConfig, "Publishing postmortems to Confluence and searching past ones "
+               "there (see [confluence](confluence.md))."),
+        _table("[mcp]", McpConfig, "`incidentbook mcp`: the investigator's read-only tools for any MCP client "
+               "(see [mcp](mcp.md))."),
         "## `[topology]`\n\nService -> the services it calls, e.g. `checkout = [\"payments\", \"inventory\"]`. "
         "Alert-storm correlation groups alerts along these edges.\n",
         _table("[actions]", ActionsConfig, "The write-action policy. With no policy for the current "
