@@ -62,7 +62,10 @@ def markdown_to_xhtml(text: str) -> str:
 
         _markdown = mistune.create_markdown(escape=True, hard_wrap=False,
                                             plugins=["table", "strikethrough"])
+    # The draft writes text HTML-escaped for Jupyter's renderer; unescape it once so mistune's own
+    # escaping is the only one (raw HTML in it, escaped or not, still ends up as visible text).
     text = _DETAILS.sub(lambda m: f"\n\n**{m.group(1)}**\n\n" if m.group(1) else "\n", clean(text))
+    text = html.unescape(text)
     out = str(_markdown(text))
     # mistune writes HTML void elements the XHTML way already; make sure of <br> and <hr> anyway.
     return re.sub(r"<(br|hr)\s*>", r"<\1 />", out)
@@ -116,6 +119,7 @@ def action_items(text: str) -> list[tuple[str, bool]]:
         if not cells or set(cells[0]) <= set("-: ") or cells[0].lower() == "action":
             continue
         action, owner, due, status = (cells + ["", "", "", ""])[:4]
+        action = re.sub(r"^[_*]+|[_*]+$", "", action)  # the draft's placeholders are in italics
         done = status.strip("_* ").lower() in ("done", "closed", "complete", "completed", "fixed")
         extra = ", ".join(x for x in (f"owner: {owner.strip('_')}" if owner else "",
                                       f"due {due}" if due else "") if x)
@@ -165,7 +169,8 @@ def build_page(meta: dict[str, Any], notebook: Any, library_ref: str) -> Page:
     iid = str(meta.get("id", ""))
     page = Page(title=clean(f"{iid}: {meta.get('title') or 'Postmortem'}")[:255], body="", labels=[])
     rc = meta.get("root_cause") or {}
-    for value in ("postmortem", *meta.get("services", [])[:5], rc.get("kind") or "",
+    kind = "" if rc.get("kind") in (None, "", "unknown") else str(rc["kind"])
+    for value in ("postmortem", *meta.get("services", [])[:5], kind,
                   f"severity-{meta['severity']}" if meta.get("severity") else ""):
         label = label_of(value)
         if label and label not in page.labels:
