@@ -135,15 +135,28 @@ def task_list(items: list[tuple[str, bool]]) -> str:
     return f"<ac:task-list>{tasks}</ac:task-list>"
 
 
-def chart_png(figure: dict[str, Any]) -> bytes | None:
-    """A plotly figure (its JSON) as PNG with kaleido; None when kaleido or a browser is missing."""
-    try:
-        import plotly.io as pio
+_PNG_CACHE: dict[str, bytes | None] = {}
 
-        fig = pio.from_json(__import__("json").dumps(figure))
-        return bytes(fig.to_image(format="png", width=1000, height=420))
-    except Exception:  # noqa: BLE001 - no kaleido, no Chrome, or a figure it cannot draw: fall back
-        return None
+
+def chart_png(figure: dict[str, Any]) -> bytes | None:
+    """A plotly figure (its JSON) as PNG with kaleido; None when kaleido or a browser is missing.
+
+    Kaleido drives a headless Chrome/Chromium (the system one is found; nothing is downloaded),
+    which takes seconds to start, so the same figure is drawn once per process.
+    """
+    import hashlib
+    import json
+
+    key = hashlib.sha256(json.dumps(figure, sort_keys=True, default=str).encode()).hexdigest()
+    if key not in _PNG_CACHE:
+        try:
+            import plotly.io as pio
+
+            fig = pio.from_json(json.dumps(figure))
+            _PNG_CACHE[key] = bytes(fig.to_image(format="png", width=1000, height=420))
+        except Exception:  # noqa: BLE001 - no kaleido, no Chrome, or a figure it cannot draw: fall back
+            _PNG_CACHE[key] = None
+    return _PNG_CACHE[key]
 
 
 def _output_text(out: dict[str, Any]) -> str:

@@ -44,14 +44,14 @@ class ConfluenceServer:
     bearer: bool = False
     pages: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
-    failures: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    failures: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
     url: str = ""
     _next: int = 1000
 
     # -- test controls -------------------------------------------------------------------------
-    def fail_next(self, status: int, retry_after: str | None = None) -> None:
-        """Answer the next request with `status` (and a Retry-After header when given)."""
-        self.failures.append((status, {"Retry-After": retry_after} if retry_after is not None else {}))
+    def fail_next(self, status: int, retry_after: str | None = None, method: str = "") -> None:
+        """Answer the next request (the next `method` one, when given) with `status` (and Retry-After)."""
+        self.failures.append((status, {"Retry-After": retry_after} if retry_after is not None else {}, method))
 
     def add_page(self, space: str, title: str, body: str, labels: list[str] | None = None) -> str:
         """A page someone wrote in Confluence (not published by incidentbook)."""
@@ -199,9 +199,10 @@ class ConfluenceServer:
                 extra: dict[str, str] = {}
                 if not api._authorised(self.headers.get("Authorization", "")):
                     status, reply = 401, {"statusCode": 401, "message": "Basic authentication required"}
-                elif api.failures:
-                    status, extra = api.failures.pop(0)
-                    reply = {"statusCode": status, "message": "Rate limit exceeded" if status == 429 else "failure"}
+                elif api.failures and api.failures[0][2] in ("", self.command):
+                    status, extra, _ = api.failures.pop(0)
+                    reply = {"statusCode": status, "message": {409: "Version conflict: the page was changed",
+                                                               429: "Rate limit exceeded"}.get(status, "failure")}
                 else:
                     try:
                         body = json.loads(raw) if raw and ctype.startswith("application/json") else None
