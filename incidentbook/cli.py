@@ -674,14 +674,18 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     import anyio
 
     from incidentbook.mcp import build_tools
-    from incidentbook.mcp.server import serve_http, serve_stdio
+    from incidentbook.mcp.server import http_token, serve_http, serve_stdio
 
     cfg = _config(args)
     if args.max_result_chars is not None:
+        if args.max_result_chars < 200:
+            raise BadInput(f"--max-result-chars {args.max_result_chars}: give at least 200")
         cfg.mcp.max_result_chars = args.max_result_chars
+    host = args.host or cfg.mcp.host
+    token = http_token(cfg, host) if args.transport == "http" else None  # refuse before loading anything
     tools = build_tools(cfg, incident_id=args.incident, bundle=Path(args.bundle) if args.bundle else None)
     if args.transport == "http":
-        serve_http(tools, cfg, args.host or cfg.mcp.host, args.port or cfg.mcp.port)
+        serve_http(tools, host, args.port or cfg.mcp.port, token)
     else:
         anyio.run(serve_stdio, tools)
     return 0

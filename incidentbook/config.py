@@ -121,7 +121,7 @@ class McpConfig(_Section):
     port: int = 8711  # port the HTTP transport listens on
     token_env: str = "INCIDENTBOOK_MCP_TOKEN"  # variable holding the bearer token HTTP clients must send; required on a non-loopback host
     result_tokens: int = Field(default=2_000, ge=100, le=100_000)  # each tool result is cut to about this many tokens (the cut is stated)
-    max_result_chars: int = Field(default=20_000, ge=1_000)  # hard cap on one result's characters after redaction
+    max_result_chars: int = Field(default=20_000, ge=200)  # hard cap on one result's characters after redaction
 
 
 class Config(_Section):

@@ -142,11 +142,10 @@ def http_token(cfg: Any, host: str) -> str | None:
     return None
 
 
-def serve_http(tools: McpTools, cfg: Any, host: str, port: int) -> None:
-    """Serve streamable HTTP at http://HOST:PORT/mcp until interrupted."""
+def serve_http(tools: McpTools, host: str, port: int, token: str | None) -> None:
+    """Serve streamable HTTP at http://HOST:PORT/mcp until interrupted (see `http_token`)."""
     import uvicorn
 
-    token = http_token(cfg, host)
     app = http_app(tools, host, token)
     print(f"incidentbook mcp: streamable HTTP at http://{host}:{port}/mcp"
           + (" (bearer token required)" if token else ""), file=sys.stderr)
