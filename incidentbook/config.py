@@ -96,8 +96,6 @@ class LibraryConfig(_Section):
 
 
 class ConfluenceConfig(_Section):
-    """Where postmortems are published and searched in Confluence (`postmortem publish --to confluence`)."""
-
     url: str = ""  # base URL, e.g. https://example.atlassian.net/wiki (Cloud) or https://confluence.example.com
     space: str = ""  # space key the postmortems live in, e.g. OPS
     parent_id: str = ""  # page id new postmortems are created under (or give parent_title)
@@ -107,16 +105,13 @@ class ConfluenceConfig(_Section):
     user_env: str = "CONFLUENCE_USER"  # variable holding the account email (basic auth)
     token_env: str = "CONFLUENCE_TOKEN"  # variable holding the API token or personal access token
     timeout_s: float = Field(default=30.0, gt=0)  # seconds before one request fails
-    retries: int = Field(default=3, ge=0, le=10)  # retries after 429/503, waiting as Retry-After says
-    max_retry_wait_s: float = Field(default=30.0, ge=0)  # never wait longer than this for one retry
+    max_retry_wait_s: float = Field(default=30.0, ge=0)  # a 429 is retried once after its Retry-After, waiting at most this long
     verify_tls: bool | str = True  # verify TLS certificates; or the path of a CA bundle
     search_history: bool = True  # similar incidents also searches the space (CQL) when url and space are set
     search_limit: int = Field(default=5, ge=1, le=50)  # most Confluence pages one history search returns
 
 
 class McpConfig(_Section):
-    """`incidentbook mcp`: incidentbook's read-only tools for any MCP client."""
-
     host: str = "127.0.0.1"  # address the HTTP transport listens on
     port: int = 8711  # port the HTTP transport listens on
     token_env: str = "INCIDENTBOOK_MCP_TOKEN"  # variable holding the bearer token HTTP clients must send; required on a non-loopback host
