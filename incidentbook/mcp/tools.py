@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,10 +146,20 @@ class McpTools:
         with self.lock:  # one call at a time: the ToolBox and the store session are not thread-safe
             self._client = _client_name(client)
             call_id = f"mcp-{next(self._ids)}"
+            problem = check_arguments(arguments)
             try:
-                res = self._dispatch(call_id, name, arguments if arguments is not None else {})
+                if problem:
+                    res = Result(f"invalid input for {name}: {problem}", True)
+                else:
+                    res = self._dispatch(call_id, name, arguments if arguments is not None else {})
             except IncidentbookError as e:
                 res = Result(self.redactor.redact(f"{name} failed: {e}"), True)
+            except Exception as e:  # noqa: BLE001 - a bug below must not end the session; say it in one line
+                first = (str(e).splitlines() or [""])[0][:200]
+                res = Result(self.redactor.redact(f"{name} failed with an internal error ({type(e).__name__}: {first}); "
+                                                  "try a simpler input, and report it"), True)
+            if arguments is not None and problem:
+                arguments = {"rejected": problem}
             res = self._cap(res)
             self._record_call(call_id, name, arguments, res)
             return res
@@ -344,6 +355,47 @@ class McpTools:
         return Result(self.redactor.redact(
             f"{out.text.split(';')[0]}; nothing was executed. A person must run it in the incident notebook, "
             "where the action policy, a dry-run and an authenticated approval apply."))
+
+
+MAX_DEPTH = 16
+MAX_ARGUMENT_CHARS = 64_000
+_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+
+def check_arguments(value: Any) -> str:
+    """Why a call's arguments are refused before any tool sees them ('' when they are fine).
+
+    Limits: nesting depth, total size, and no NUL/control characters or lone surrogates (no
+    query, name or statement needs them, and several parsers below choke on them).
+    """
+    total = 0
+
+    def walk(v: Any, depth: int, where: str) -> str:
+        nonlocal total
+        if depth > MAX_DEPTH:
+            return f"{where or 'input'} is nested deeper than {MAX_DEPTH} levels"
+        if isinstance(v, str):
+            total += len(v)
+            if _BAD_CHARS.search(v):
+                return f"{where or 'input'} contains control characters or lone surrogates; remove them"
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                total += len(str(k))
+                if _BAD_CHARS.search(str(k)):
+                    return f"a key in {where or 'input'} contains control characters"
+                why = walk(x, depth + 1, f"{where}.{k}" if where else str(k))
+                if why:
+                    return why
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                why = walk(x, depth + 1, f"{where}[{i}]")
+                if why:
+                    return why
+        if total > MAX_ARGUMENT_CHARS:
+            return f"the input is larger than {MAX_ARGUMENT_CHARS} characters; narrow it"
+        return ""
+
+    return walk(value, 0, "")
 
 
 def _client_name(name: Any) -> str:
