@@ -36,7 +36,7 @@ def similar_incidents(services: list[str], alertnames: list[str] = (), templates
         space = confluence_history(cfg)
         if space is not None:  # past postmortems that live only in Confluence (failures: [] and a note)
             ids = {str(h.get("id", "")).upper() for h in found}
-            found += [p for p in space.search(" ".join([*services, *alertnames]))
+            found += [p for p in space.search(" ".join([*services, *alertnames]), any_word=True)
                       if p["title"].split(":", 1)[0].strip().upper() not in ids][: max(limit - len(found), 0)]
     return found
 

@@ -23,13 +23,18 @@ def cql_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def cql_for(space: str, query: str) -> str | None:
-    """The CQL of a history search: pages in `space` whose text has any of the query's words."""
+def cql_for(space: str, query: str, any_word: bool = False) -> str | None:
+    """The CQL of a history search: pages in `space` whose text has every word of the query.
+
+    Every word, as the library's search does: "catalog bad_deploy" must not cite every past
+    page that merely mentions catalog. `any_word` for "similar incidents" lookups that rank by
+    shared words, like `Library.similar_incidents`.
+    """
     words = list(dict.fromkeys(w for w in _WORD.findall(query) if len(w) > 1))[:MAX_CQL_WORDS]
     if not words:
         return None
-    anyword = " or ".join(f"text ~ {cql_quote(w)}" for w in words)
-    return f"space = {cql_quote(space)} and type = page and ({anyword}) order by lastmodified desc"
+    every = (" or " if any_word else " and ").join(f"text ~ {cql_quote(w)}" for w in words)
+    return f"space = {cql_quote(space)} and type = page and ({every}) order by lastmodified desc"
 
 
 @dataclass
@@ -42,9 +47,9 @@ class ConfluenceHistory:
     limit: int = 5
     unavailable: list[str] = field(default_factory=list)
 
-    def search(self, query: str) -> list[dict[str, Any]]:
+    def search(self, query: str, any_word: bool = False) -> list[dict[str, Any]]:
         """Pages matching `query`, newest first; [] plus a note in `unavailable` when Confluence fails."""
-        cql = cql_for(self.space, query)
+        cql = cql_for(self.space, query, any_word)
         if cql is None:
             return []
         from incidentbook.postmortems.confluence import describe_error
@@ -85,11 +90,11 @@ class History:
         return list(self.confluence.unavailable) if self.confluence is not None else []
 
     def search(self, query: str) -> list[dict[str, Any]]:
-        """Library hits (any shared word, best first), then Confluence pages not already among them."""
+        """Library hits (every word, best first, as `Library.search`), then Confluence pages not among them."""
         hits: list[dict[str, Any]] = []
         if self.library is not None:
             try:
-                hits = [dict(h, source="library") for h in self.library.search(query, limit=5, any_term=True)]
+                hits = [dict(h, source="library") for h in self.library.search(query)]
             except Exception:  # noqa: BLE001 - a broken library index must not stop an investigation
                 hits = []
         if self.confluence is not None:

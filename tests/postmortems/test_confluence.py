@@ -237,3 +237,20 @@ def _cfg(published: Published) -> Any:
     from incidentbook.config import load_config
 
     return load_config(path=published.cfg_path)
+
+
+def test_data_center_personal_access_token(published: Published) -> None:
+    published.server.bearer = True
+    assert published.cli() == 1  # basic auth is refused by a bearer-only server
+    text = published.cfg_path.read_text().replace('token_env = "TEST_CONF_TOKEN"',
+                                                  'token_env = "TEST_CONF_TOKEN"\nauth = "bearer"')
+    published.cfg_path.write_text(text)
+    assert published.cli() == 0 and len(published.server.pages) == 1
+
+
+def test_similar_incidents_adds_pages_from_confluence(published: Published) -> None:
+    pid = published.server.add_page("OPS", "2023 search outage", "<p>HighErrorRate on search after a deploy</p>")
+    from incidentbook.postmortems import similar_incidents
+
+    found = similar_incidents(["search"], ["HighErrorRate"], cfg=_cfg(published))
+    assert [f["id"] for f in found if f.get("source") == "confluence"] == [f"confluence:{pid}"]

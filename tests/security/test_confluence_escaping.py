@@ -75,7 +75,7 @@ def test_cql_values_cannot_break_out_of_their_string(query: str) -> None:
     if cql:
         inner = cql[len('space = "OPS" and type = page and ('):].rsplit(")", 1)[0]
         # every term is text ~ "…" with its quotes escaped: stripping escaped quotes leaves no bare `"` pairs
-        for term in inner.split(" or "):
+        for term in inner.split(" and "):
             assert term.startswith('text ~ "') and term.endswith('"')
             assert '"' not in term[len('text ~ "'):-1].replace('\\"', "")
     assert cql_quote('a"b\\c') == '"a\\"b\\\\c"'

@@ -9,7 +9,7 @@ HTTP, with the documented endpoints and shapes:
 - `GET|POST /rest/api/content/{id}/child/attachment` (multipart upload with `X-Atlassian-Token:
   no-check`), `GET|POST /rest/api/content/{id}/label`;
 - `GET /rest/api/search?cql=` and `GET /rest/api/content/search?cql=` (CQL: `space = "X"`,
-  `type = page`, `text ~ "word"` joined by `or`).
+  `type = page`, `text ~ "word"` terms joined by `and` or by `or`).
 
 Authentication is HTTP basic (`user`, `token`) or a bearer personal access token; anything else
 is 401. `fail_next(status, retry_after=…)` answers the next request with an error (429 with
@@ -112,7 +112,8 @@ class ConfluenceServer:
             if space and page["space"] != space.group(1):
                 continue
             text = (page["title"] + " " + re.sub(r"<[^>]+>", " ", page["body"])).lower()
-            if words and not any(w in text for w in words):
+            joined_by_or = " or text ~ " in cql
+            if words and not (any if joined_by_or else all)(w in text for w in words):
                 continue
             results.append({"content": self._view(page), "title": page["title"],
                             "excerpt": re.sub(r"<[^>]+>", " ", page["body"])[:200],
