@@ -21,7 +21,8 @@ from typing import Any
 from incidentbook.errors import BadInput, NotConfigured
 from incidentbook.mcp.tools import SERVER_INSTRUCTIONS, McpTools, tool_definitions
 
-READ_ONLY = frozenset({"query_metrics", "query_logs", "kubernetes_events", "recent_changes", "planned_events",
+READ_ONLY = frozenset({"query_metrics", "query_logs", "kubernetes_events", "kubernetes_pods", "recent_changes",
+                       "planned_events",
                        "search_postmortems", "read_runbook", "list_runbooks", "signals_coverage", "hypotheses"})
 
 

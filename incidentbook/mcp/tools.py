@@ -70,16 +70,20 @@ class ProposeAction(_In):
     cites: list[str] = Field(default_factory=list, max_length=20, description="ids of the tool calls behind it")
 
 
-class ListTools(_In):
-    pass
+class KubernetesPods(_In):
+    """Pods of a live Kubernetes source: one row per container with restarts, readiness and the last
+    termination reason (OOMKilled, Error…), most restarts first. A bundle has events only."""
+
+    namespace: str | None = Field(None, max_length=63, description="default: the source's namespace, else all")
+    name_contains: str | None = Field(None, max_length=253, description="part of the pod name")
 
 
 EXTRA_TOOLS: dict[str, type[_In]] = {
-    "hypotheses": ShowHypotheses, "signals_coverage": SignalsCoverage, "list_runbooks": ListRunbooks,
+    "kubernetes_pods": KubernetesPods, "hypotheses": ShowHypotheses, "signals_coverage": SignalsCoverage, "list_runbooks": ListRunbooks,
     "propose_action": ProposeAction,
 }
 #: Every tool name the server lists, in order.
-TOOL_NAMES: tuple[str, ...] = (*READ_TOOLS, "list_runbooks", "signals_coverage", "hypotheses",
+TOOL_NAMES: tuple[str, ...] = (*READ_TOOLS, "kubernetes_pods", "list_runbooks", "signals_coverage", "hypotheses",
                                *OUTPUT_TOOLS, "propose_action")
 
 
@@ -96,7 +100,7 @@ def tool_definitions() -> list[dict[str, Any]]:
     for name in TOOL_NAMES:
         model = TOOLS.get(name) or EXTRA_TOOLS[name]
         desc = " ".join((model.__doc__ or name).split())
-        if name in READ_TOOLS or name in ("hypotheses", "signals_coverage", "list_runbooks"):
+        if name in READ_TOOLS or name in ("kubernetes_pods", "hypotheses", "signals_coverage", "list_runbooks"):
             desc += " Read-only." + DATA_NOTE
         else:
             desc += " Recorded on the incident's timeline; changes no system."
@@ -319,6 +323,25 @@ class McpTools:
             lines.append(f"bundle services: {', '.join(getattr(bundle, 'services', []) or []) or 'unknown'}")
         lines.append(f"services in scope: {', '.join(self.ctx.services) or 'unknown'}")
         return self._data(call_id, "signals-coverage", "\n".join(lines), "coverage")
+
+    def _kubernetes_pods(self, call_id: str, args: KubernetesPods) -> Result:
+        from incidentbook.agent.tools import summarise_rows
+
+        tel = self.ctx.telemetry
+        sources = [s for s in getattr(tel, "sources", {}).values() if callable(getattr(s, "pods", None))]
+        if not sources:
+            return self._data(call_id, "kubernetes-pods", "no live Kubernetes source here (a bundle records events, "
+                              "not pods); use kubernetes_events", "pods", "no_data")
+        try:
+            df = sources[0].pods(args.namespace)
+        except IncidentbookError as e:
+            return self._data(call_id, "kubernetes-pods", f"query failed: {e}", "pods", "error")
+        if args.name_contains:
+            df = df[df["pod"].str.contains(args.name_contains, regex=False)]
+        if df.empty:
+            return self._data(call_id, "kubernetes-pods", "no pods match", "pods", "no_data")
+        body, _ = summarise_rows(df, ("last_terminated_at",))
+        return self._data(call_id, "kubernetes-pods", body, f"pods namespace={args.namespace or '*'}")
 
     def _runbooks(self) -> list[Any]:
         from incidentbook.runner.registry import load_runbooks
