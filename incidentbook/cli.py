@@ -381,8 +381,8 @@ def cmd_postmortem(args: argparse.Namespace) -> int:
             raise BadInput("usage: incidentbook postmortem publish ID --to confluence")
         return cmd_postmortem_publish(args)
     if args.publish_id:
-        raise BadInput(f"unexpected {args.publish_id!r}; did you mean `incidentbook postmortem publish {args.publish_id} "
-                       "--to confluence`?")
+        raise BadInput(f"unexpected argument {args.publish_id!r}; usage: incidentbook postmortem ID, or "
+                       "incidentbook postmortem publish ID --to confluence")
 
     cfg, store = _config(args), _store(args)
     draft = draft_postmortem(cfg, store, args.id, force=args.force)
