@@ -33,3 +33,24 @@ def test_mcp_refuses_a_tiny_result_cap(tmp_path: Path, capsys: pytest.CaptureFix
     init_workspace(tmp_path)
     assert main(["--config", str(tmp_path / "incidentbook.toml"), "mcp", "--max-result-chars", "10"]) == 2
     assert "--max-result-chars 10" in capsys.readouterr().err
+
+
+def test_unreachable_confluence_is_a_history_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from incidentbook.config import load_config
+    from incidentbook.postmortems.history import history_for
+    from incidentbook.workspace import init_workspace
+    from tests.support.promserver import free_port
+
+    init_workspace(tmp_path)
+    cfg_path = tmp_path / "incidentbook.toml"
+    cfg_path.write_text(cfg_path.read_text() + f'\n[confluence]\nurl = "http://127.0.0.1:{free_port()}"\n'
+                        'space = "OPS"\ntimeout_s = 5\n')
+    monkeypatch.setenv("CONFLUENCE_USER", "u")
+    monkeypatch.setenv("CONFLUENCE_TOKEN", "t")
+    history = history_for(load_config(path=cfg_path))
+    assert history is not None and history.search("catalog timeout") == []
+    assert len(history.unavailable) == 1
+    assert history.unavailable[0].startswith("history source unavailable: Confluence space OPS (cannot reach Confluence")
+    monkeypatch.delenv("CONFLUENCE_TOKEN")
+    history = history_for(load_config(path=cfg_path))
+    assert history.search("catalog") == [] and "CONFLUENCE_TOKEN" in history.unavailable[0]
