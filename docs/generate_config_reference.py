@@ -139,10 +139,12 @@ def render() -> str:
     from incidentbook.actions.policy import ActionsConfig, EnvironmentPolicy
     from incidentbook.config import (
         AgentConfig,
+        ConfluenceConfig,
         FeedSettings,
         KubernetesSettings,
         LibraryConfig,
         LokiSettings,
+        McpConfig,
         PrometheusSettings,
         ReplayConfig,
         RunnerConfig,
@@ -178,6 +180,10 @@ def render() -> str:
         _table("[library]", LibraryConfig, "The postmortem library."),
         _table("[replay]", ReplayConfig, "Replaying telemetry bundles (see docs/connecting.md for what "
                "each PromQL version changes)."),
+        _table("[confluence]", ConfluenceConfig, "Publishing postmortems to Confluence and searching past ones "
+               "there (see [confluence](confluence.md))."),
+        _table("[mcp]", McpConfig, "`incidentbook mcp`: the investigator's read-only tools for any MCP client "
+               "(see [mcp](mcp.md))."),
         "## `[topology]`\n\nService -> the services it calls, e.g. `checkout = [\"payments\", \"inventory\"]`. "
         "Alert-storm correlation groups alerts along these edges.\n",
         _table("[actions]", ActionsConfig, "The write-action policy. With no policy for the current "

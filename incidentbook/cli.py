@@ -376,6 +376,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_postmortem(args: argparse.Namespace) -> int:
     from incidentbook.postmortems import Library, draft_postmortem
 
+    if args.id == "publish":
+        if not args.publish_id or not args.to:
+            raise BadInput("usage: incidentbook postmortem publish ID --to confluence")
+        return cmd_postmortem_publish(args)
+    if args.publish_id:
+        raise BadInput(f"unexpected argument {args.publish_id!r}; usage: incidentbook postmortem ID, or "
+                       "incidentbook postmortem publish ID --to confluence")
+
     cfg, store = _config(args), _store(args)
     draft = draft_postmortem(cfg, store, args.id, force=args.force)
     doc: dict[str, Any] = {"incident": draft.incident_id, "postmortem": str(draft.path),
@@ -753,6 +761,47 @@ def _add_reliability_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_store_restore)
 
 
+# ---------------------------------------------------------------- publish and MCP
+
+def cmd_postmortem_publish(args: argparse.Namespace) -> int:
+    from incidentbook.postmortems.confluence import publish_confluence
+
+    if args.to != "confluence":
+        raise BadInput(f"--to {args.to!r}: the only publishing target is confluence")
+    cfg = _config(args)
+    result = publish_confluence(cfg, _store(args), args.publish_id, force=args.force)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    verb = "created" if result.created else "updated"
+    print(f"{verb} Confluence page {result.page_id} (version {result.version}) for {result.incident_id}")
+    print(f"  {result.url}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    import anyio
+
+    from incidentbook.mcp import build_tools
+    from incidentbook.mcp.server import http_token, serve_http, serve_stdio
+
+    cfg = _config(args)
+    if args.max_result_chars is not None:
+        if args.max_result_chars < 200:
+            raise BadInput(f"--max-result-chars {args.max_result_chars}: give at least 200")
+        cfg.mcp.max_result_chars = args.max_result_chars
+    host = args.host or cfg.mcp.host
+    token = http_token(cfg, host) if args.transport == "http" else None  # refuse before loading anything
+    tools = build_tools(cfg, incident_id=args.incident, bundle=Path(args.bundle) if args.bundle else None)
+    if args.transport == "http":
+        serve_http(tools, host, args.port or cfg.mcp.port, token)
+    else:
+        anyio.run(serve_stdio, tools)
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -917,9 +966,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("postmortem", help="draft the postmortem notebook of a closed incident",
                        description="Draft postmortem.ipynb beside the incident notebook: summary, impact from the "
                                    "telemetry bundle, timeline, root cause with its evidence cells, action items.")
-    p.add_argument("id", metavar="ID")
+    p.add_argument("id", metavar="ID", help="the closed incident; or `publish` followed by the incident")
+    p.add_argument("publish_id", nargs="?", metavar="PUBLISH_ID", help=argparse.SUPPRESS)
     p.add_argument("--archive", action="store_true", help="also archive it in the library (same as `library add`)")
-    p.add_argument("--force", action="store_true", help="redraft even if a draft exists (your edits are lost)")
+    p.add_argument("--force", action="store_true", help="redraft even if a draft exists (your edits are lost); "
+                   "with publish: overwrite a page someone edited in Confluence since the last publish")
+    p.add_argument("--to", choices=["confluence"], help="with publish: where to publish (confluence, see [confluence])")
+    p.epilog = ("`incidentbook postmortem publish ID --to confluence` publishes the library entry's redacted "
+                "postmortem to the [confluence] space; publishing again updates the same page.")
     _add_common(p)
     p.set_defaults(func=cmd_postmortem)
 
@@ -1004,6 +1058,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_trust_report if name == "report" else cmd_trust_ledger)
 
     _add_reliability_commands(sub)
+    p = sub.add_parser("mcp", help="serve incidentbook's read-only investigation tools to any MCP client",
+                       description="Serve the investigator's tools over MCP: PromQL/LogQL, Kubernetes events, "
+                                   "changes, planned events, signals coverage, past postmortems, runbooks, the "
+                                   "hypotheses board, and proposals (propose_cell, propose_action) that a person "
+                                   "approves in the notebook. No tool writes to a system; results are redacted and "
+                                   "size-capped; every call goes on the incident's timeline with the client's name.",
+                       epilog="Claude Code: claude mcp add incidentbook -- incidentbook mcp --incident INC-…  "
+                              "HTTP needs a bearer token in the variable [mcp] token_env names (required off loopback).")
+    p.add_argument("--incident", metavar="ID", help="bind the tools to this incident (its bundle, window, board)")
+    p.add_argument("--bundle", metavar="DIR", help="replay this telemetry bundle (default: the incident's, else live sources)")
+    p.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="stdio (default) or streamable HTTP")
+    p.add_argument("--host", default=None, help="HTTP: address to listen on (default: [mcp] host)")
+    p.add_argument("--port", type=int, default=None, help="HTTP: port (default: [mcp] port)")
+    p.add_argument("--max-result-chars", type=int, default=None, metavar="N",
+                   help="cut each tool result at N characters (default: [mcp] max_result_chars)")
+    p.set_defaults(func=cmd_mcp)
+
     return parser
 
 

@@ -154,6 +154,30 @@ class ReplayConfig(_Section):
     features: list[str] = Field(default_factory=list)
 
 
+class ConfluenceConfig(_Section):
+    url: str = ""  # base URL, e.g. https://example.atlassian.net/wiki (Cloud) or https://confluence.example.com
+    space: str = ""  # space key the postmortems live in, e.g. OPS
+    parent_id: str = ""  # page id new postmortems are created under (or give parent_title)
+    parent_title: str = ""  # title of the parent page, looked up in the space when parent_id is empty
+    # `basic` (Cloud: account email in user_env + API token in token_env) or `bearer` (Data Center personal access token in token_env)
+    auth: Literal["basic", "bearer"] = "basic"
+    user_env: str = "CONFLUENCE_USER"  # variable holding the account email (basic auth)
+    token_env: str = "CONFLUENCE_TOKEN"  # variable holding the API token or personal access token
+    timeout_s: float = Field(default=30.0, gt=0)  # seconds before one request fails
+    max_retry_wait_s: float = Field(default=30.0, ge=0)  # a 429 is retried once after its Retry-After, waiting at most this long
+    verify_tls: bool | str = True  # verify TLS certificates; or the path of a CA bundle
+    search_history: bool = True  # similar incidents also searches the space (CQL) when url and space are set
+    search_limit: int = Field(default=5, ge=1, le=50)  # most Confluence pages one history search returns
+
+
+class McpConfig(_Section):
+    host: str = "127.0.0.1"  # address the HTTP transport listens on
+    port: int = 8711  # port the HTTP transport listens on
+    token_env: str = "INCIDENTBOOK_MCP_TOKEN"  # variable holding the bearer token HTTP clients must send; required on a non-loopback host
+    result_tokens: int = Field(default=2_000, ge=100, le=100_000)  # each tool result is cut to about this many tokens (the cut is stated)
+    max_result_chars: int = Field(default=20_000, ge=200)  # hard cap on one result's characters after redaction
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
@@ -162,6 +186,8 @@ class Config(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     library: LibraryConfig = Field(default_factory=LibraryConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    confluence: ConfluenceConfig = Field(default_factory=ConfluenceConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)
     # service -> services it calls; alert-storm correlation groups alerts along these edges.
     topology: dict[str, list[str]] = Field(default_factory=dict)
     # The write-action policy; validated by incidentbook.actions.policy.ActionsConfig at load.

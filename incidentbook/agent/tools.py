@@ -439,7 +439,9 @@ class ToolBox:
             return self._data(call, "postmortems", f"search failed: {e}")
         items = [f.to_dict() if hasattr(f, "to_dict") else f if isinstance(f, dict) else {"id": str(f)} for f in found]
         call.status, call.numbers = ("ok" if items else "no_data"), {"matches": len(items)}
-        return self._data(call, "postmortems", json.dumps(items, default=str, indent=1) if items else "no matches")
+        body = json.dumps(items, default=str, indent=1) if items else "no matches"
+        missing = list(getattr(self.ctx.history, "unavailable", None) or [])  # e.g. Confluence down
+        return self._data(call, "postmortems", "\n".join([body, *missing]))
 
     def _read_runbook(self, tid: str, a: ReadRunbook) -> ToolOutcome:
         call = Call(tid, "read_runbook", "runbook", a.name, "ok")

@@ -49,12 +49,11 @@ def _live_board(ctx: Any) -> Any:
 
 
 def _library(cfg: Any) -> Any:
-    """The postmortem library as the investigators' history, or None when there is none yet."""
-    from incidentbook.postmortems import Library
+    """The investigators' history (the postmortem library, and Confluence when configured), or None."""
+    from incidentbook.postmortems.history import history_for
 
     try:
-        lib = Library.from_config(cfg)
-        return lib if lib.path.is_dir() and any(lib.path.iterdir()) else None
+        return history_for(cfg)
     except Exception:  # history is optional evidence; a broken library must not stop an investigation
         return None
 
@@ -163,6 +162,7 @@ class InvestigateMagics(BaseMagics):
         t0 = time.perf_counter()
         live = None if self.session.headless else _live_board(ctx)
         result = inv.investigate(ctx)
+        result.notes += [n for n in getattr(ctx.history, "unavailable", []) if n not in result.notes]
         if live is not None:
             live.update({"text/plain": ""}, raw=True)  # the final board below replaces it
         result.duration_s = result.duration_s or round(time.perf_counter() - t0, 3)

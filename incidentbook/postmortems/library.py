@@ -218,6 +218,8 @@ class Library:
                 copy_bundle(Path(incident.bundle), staging / "bundle", redactor)
                 templates = error_templates(staging / "bundle")
             meta = build_meta(incident, store.alerts(incident.id), pm, templates)
+            if existing is not None and existing.meta.get("confluence"):
+                meta["confluence"] = existing.meta["confluence"]  # the published page stays the same page
             meta = redactor.redact_obj(meta, "meta.json")
             (staging / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
             (staging / "redaction.json").write_text(json.dumps(redactor.report(), indent=2, sort_keys=True) + "\n",
