@@ -505,13 +505,19 @@ def cmd_runbooks_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from incidentbook.actions.audit import verify
+    from incidentbook.actions.audit import StoreAnchor, load_audit_key, verify
 
-    path = Path(args.path) if args.path else _config(args).audit_log
-    result = verify(path)
+    cfg = _config(args)
+    path = Path(args.path) if args.path else cfg.audit_log
+    # With the broker's key and the store's checkpoint: a recomputed chain, a forged line and a
+    # deleted tail are all caught; without the key only the plain hash chain can be checked.
+    key = load_audit_key(cfg.home)
+    anchor = StoreAnchor(_store(args)) if key is not None else None
+    result = verify(path, key, anchor)
     if args.json:
         _print_json({"path": str(path), "ok": result.ok, "entries": result.entries, "first_bad": result.first_bad,
-                     "reason": result.reason})
+                     "reason": result.reason, "missing": list(result.missing) if result.missing else None,
+                     "keyed": result.keyed, "anchored": result.anchored})
     else:
         print(f"{path}: {result}")
     return 0 if result.ok else 1
@@ -892,6 +898,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_common(p)
         p.set_defaults(func=cmd_trust_report if name == "report" else cmd_trust_ledger)
 
+    from incidentbook.actions.commands import add_commands as add_action_commands
+
+    add_action_commands(sub)
     return parser
 
 

@@ -61,10 +61,13 @@ class Session:
         self._cell_proposal: str | None = None
         self._last_cell_end: float | None = None
         self._warned = False
-        #: Builds the actions executor (None: a Kubernetes client from the [actions] settings).
-        self.executor_factory: Any = None
-        #: The [actions] policy (None: read from incidentbook.toml when an action runs).
-        self.actions_config: Any = None
+        #: The action broker's client (None: the workspace's socket, `<home>/broker.sock`).
+        self.broker_client: Any = None
+
+    @staticmethod
+    def detect_headless() -> bool:
+        """Whether the environment says nobody is at this kernel (checked again per action)."""
+        return detect_headless()
 
     # -- config, store, incident ---------------------------------------------------------------
     @property
