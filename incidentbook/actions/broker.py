@@ -71,8 +71,20 @@ def _now() -> str:
 
 
 def socket_path(home: str | Path) -> Path:
-    """Where the broker listens: $INCIDENTBOOK_BROKER_SOCKET, else `<home>/broker.sock`."""
-    return Path(os.environ.get(SOCKET_ENV) or Path(home) / SOCKET_NAME)
+    """Where the broker listens: $INCIDENTBOOK_BROKER_SOCKET, else `<home>/broker.sock`.
+
+    A Unix socket path holds at most ~107 bytes; for a deeper home the socket goes to the temp
+    directory under a name derived from the home, so kernels and the broker still agree.
+    """
+    if os.environ.get(SOCKET_ENV):
+        return Path(os.environ[SOCKET_ENV])
+    path = Path(home).expanduser().resolve() / SOCKET_NAME
+    if len(str(path).encode()) > 100:
+        import tempfile
+
+        digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"incidentbook-{digest}.sock"
+    return path
 
 
 def kernel_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -476,6 +488,65 @@ class Broker:
                 raise ActionDenied("nonces come only through the Jupyter server extension")
             return {"nonce": self.nonce_for(str(msg.get("id", "")))}
         raise BadInput(f"unknown broker operation {op!r}")
+
+
+@dataclass
+class InProcessBroker:
+    """A broker serving inside another process (`incidentbook serve`), and how to stop it."""
+
+    broker: Broker
+    server: BrokerServer | None
+    saved_env: dict[str, str]
+
+    def close(self) -> None:
+        """Stop serving and give the process back the variables it had."""
+        if self.server is not None:
+            self.server.close()
+        os.environ.update(self.saved_env)
+
+
+def start_in_process(cfg: Any, store: Any = None, **kwargs: Any) -> InProcessBroker:
+    """Start the workspace's broker inside this process and take the write credentials away from
+    everything it starts afterwards (runbook kernels, JupyterLab and its kernels).
+
+    `KUBECONFIG` is captured into the broker's own settings, then it and the other secrets in
+    SECRET_ENV are removed from os.environ (restored by `close`). When a broker already answers
+    on the socket (`incidentbook broker`), that one is left in charge.
+    """
+    if not cfg_kubeconfig(cfg) and os.environ.get("KUBECONFIG"):
+        kwargs.setdefault("kubeconfig", os.environ["KUBECONFIG"])
+    kubeconfig = kwargs.pop("kubeconfig", "")
+    broker = Broker.from_config(cfg, store, **kwargs)
+    if kubeconfig:
+        broker.actions = broker.actions.model_copy(update={"kubeconfig": kubeconfig})
+    path = socket_path(cfg.home)
+    server: BrokerServer | None = None
+    try:
+        BrokerClient(path, timeout_s=2).call("list", status="pending")
+    except IncidentbookError:
+        server = BrokerServer(broker, path)
+        server.serve_in_thread()
+    saved = {k: os.environ.pop(k) for k in SECRET_ENV if k in os.environ}
+    return InProcessBroker(broker, server, saved)
+
+
+def cfg_kubeconfig(cfg: Any) -> str:
+    """The kubeconfig the workspace's [actions] table names ('' for the default)."""
+    from incidentbook.actions.policy import load_actions_config
+
+    try:
+        return load_actions_config(cfg).kubeconfig
+    except IncidentbookError:
+        return ""
+
+
+def audit_log_for(cfg: Any, store: Any = None) -> AuditLog:
+    """The workspace's audit log, written with the broker's key and checkpointed in the store."""
+    if store is None:
+        from incidentbook.incidents import Store
+
+        store = Store.from_config(cfg)
+    return AuditLog(cfg.audit_log, key=load_audit_key(cfg.home, create=True), anchor=StoreAnchor(store))
 
 
 # -- peers -------------------------------------------------------------------------------------

@@ -168,11 +168,25 @@ def run_action(kind: str, name: str, namespace: str = "", *, dry_run: bool = Fal
 
 
 def pending_actions(audit_path: Path | None = None) -> list[dict[str, Any]]:
-    """Actions waiting for approval at the broker (oldest first)."""
-    ctx = _context()
-    if ctx.broker is None:
+    """Actions waiting for approval at the broker (oldest first).
+
+    Outside a notebook, with `audit_path`: the requests in that log nobody has approved, vetoed
+    or run yet (read only, for reports; the broker is the authority).
+    """
+    ctx = _provider() if _provider is not None else None
+    if ctx is not None and ctx.broker is not None:
+        return list(ctx.broker("list", status="pending")["actions"])
+    if audit_path is None:
         return []
-    return list(ctx.broker("list", status="pending")["actions"])
+    from incidentbook.actions.audit import AuditLog
+
+    open_: dict[str, dict[str, Any]] = {}
+    for e in AuditLog(audit_path).entries():
+        if e.get("event") == "requested" and isinstance(e.get("action"), dict):
+            open_[str(e.get("action_id"))] = e["action"]
+        elif e.get("event") in ("approved", "executed", "failed", "vetoed"):
+            open_.pop(str(e.get("action_id")), None)
+    return list(open_.values())
 
 
 def approve(action_id: str) -> Action:

@@ -36,7 +36,13 @@ from incidentbook.postmortems.draft import (
     looks_like_hypothesis_id,
     resolve_root_cause,
 )
-from incidentbook.proposals import PROPOSAL_MIME, proposal_id_of, proposal_source, ran_by_person, source_hash
+from incidentbook.proposals import (
+    PROPOSAL_MIME,
+    proposal_id_of,
+    proposal_source,
+    ran_by_person,
+    source_hash,
+)
 
 Fate = Literal["verbatim", "edited", "ignored", "refuted", "pending"]
 FATES: tuple[str, ...] = ("verbatim", "edited", "ignored", "refuted", "pending")
