@@ -79,7 +79,8 @@ def incident_notebook(cfg: Any, store: Store, proposals: list[Any]) -> str:
     'author = "incidentbook"\ntarget = ["shop/checkout", "shop/payments"]\n',
 ], ids=["named-but-outside-blast-radius", "lax-default", "runbook-only-rule"])
 def test_a_model_steered_by_a_log_line_scales_nothing(planted_bundle: Path, server: MessagesServer,  # noqa: F811
-                                                      workspace: Path, kube: KubeAPI, policy: str) -> None:
+                                                      workspace: Path, kube: KubeAPI,  # noqa: F811
+                                                      policy: str) -> None:
     server.add(*steered_script())
     inv = investigate(planted_bundle)
     writes = [p for p in inv.proposals if p.kind == "write"]

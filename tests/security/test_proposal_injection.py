@@ -90,6 +90,8 @@ def test_a_proposal_id_cannot_carry_code() -> None:
     "from incidentbook.actions import scale as s; s('payments', 0)",
     "import incidentbook.actions.guard",
     "x = ib; x.act.restart('payments')",
+    "s = ib\ns.session.store.close()",
+    "[v for v in [ib]][0].session",
     "getattr(ib, 'a' + 'ct').restart('payments')",
     "ib.session.store.add_event('INC-1', 'note', 'x')",
     "__import__('subprocess').run(['kubectl', 'delete', 'ns', 'shop'])",
