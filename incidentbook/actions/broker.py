@@ -516,6 +516,7 @@ def start_in_process(cfg: Any, store: Any = None, **kwargs: Any) -> InProcessBro
     if not cfg_kubeconfig(cfg) and os.environ.get("KUBECONFIG"):
         kwargs.setdefault("kubeconfig", os.environ["KUBECONFIG"])
     kubeconfig = kwargs.pop("kubeconfig", "")
+    kwargs.setdefault("relay_token", write_relay_token(cfg.home, os.environ.get(RELAY_TOKEN_ENV, "")))
     broker = Broker.from_config(cfg, store, **kwargs)
     if kubeconfig:
         broker.actions = broker.actions.model_copy(update={"kubeconfig": kubeconfig})
@@ -528,6 +529,20 @@ def start_in_process(cfg: Any, store: Any = None, **kwargs: Any) -> InProcessBro
         server.serve_in_thread()
     saved = {k: os.environ.pop(k) for k in SECRET_ENV if k in os.environ}
     return InProcessBroker(broker, server, saved)
+
+
+def write_relay_token(home: str | Path, token: str = "") -> str:
+    """Write (a new, unless given) relay token to `<home>/broker/relay.token` (0600) and return it.
+
+    The Jupyter server extension reads it to relay Approve clicks; kernels are never given it.
+    """
+    token = token or secrets.token_urlsafe(32)
+    path = Path(home) / "broker" / "relay.token"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
 
 
 def cfg_kubeconfig(cfg: Any) -> str:

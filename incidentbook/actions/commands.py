@@ -52,17 +52,16 @@ def _describe(a: dict[str, Any]) -> str:
 
 def cmd_broker(args: argparse.Namespace) -> int:
     """Run the broker on its socket until interrupted."""
-    import secrets
-
-    from incidentbook.actions.broker import RELAY_TOKEN_ENV, Broker, BrokerServer, socket_path
+    from incidentbook.actions.broker import (
+        RELAY_TOKEN_ENV,
+        Broker,
+        BrokerServer,
+        socket_path,
+        write_relay_token,
+    )
 
     cfg = _config(args)
-    token = os.environ.get(RELAY_TOKEN_ENV) or secrets.token_urlsafe(32)
-    token_file = cfg.home / "broker" / "relay.token"
-    token_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    token = write_relay_token(cfg.home, os.environ.get(RELAY_TOKEN_ENV, ""))
     broker = Broker.from_config(cfg, relay_token=token)
     path = Path(args.socket) if args.socket else socket_path(cfg.home)
     server = BrokerServer(broker, path, shared=args.shared)

@@ -6,7 +6,7 @@ server authenticated (in team mode, the JupyterHub user), relayed to the broker 
 token and a one-time nonce fetched for that page. The kernel is not in this path: a cell, Run
 All or a headless run cannot click the button, and the broker, not the page, decides.
 
-Enable it with `--ServerApp.jpserver_extensions='{"incidentbook.actions.labext": true}'`
+Enable it with `--ServerApp.jpserver_extensions=incidentbook.actions.labext=True`
 (`incidentbook serve` does). It reads the relay token from $INCIDENTBOOK_RELAY_TOKEN (removed from
 the server's environment so kernels do not inherit it) or `<home>/broker/relay.token`.
 """
@@ -36,9 +36,6 @@ def _home() -> Path:
 
 
 def _relay_token(home: Path) -> str:
-    token = os.environ.pop(RELAY_TOKEN_ENV, "")
-    if token:
-        return token
     try:
         return (home / "broker" / "relay.token").read_text().strip()
     except OSError:
@@ -61,7 +58,11 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
 
     home = _home()
     client = BrokerClient(socket_path(home))
-    relay = _relay_token(home)
+    env_relay = os.environ.pop(RELAY_TOKEN_ENV, "")
+
+    def relay_token() -> str:
+        # Read per request: `serve` may start its broker (and write the token) after this server.
+        return env_relay or _relay_token(home)
     base = url_path_join(serverapp.web_app.settings.get("base_url", "/"), "incidentbook", "actions")
     # Kernels the server starts inherit this and show the Approve link under a preview.
     os.environ[APPROVE_URL_ENV] = base
@@ -92,7 +93,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
                                      for k, v in rows) + "</dl>"
             if a["status"] == "pending":
                 try:
-                    nonce = client.call("nonce", id=action_id, relay_token=relay)["nonce"]
+                    nonce = client.call("nonce", id=action_id, relay_token=relay_token())["nonce"]
                 except IncidentbookError as e:
                     body += f"<p>Approving from this page is not available: {esc(str(e))}</p>"
                 else:
@@ -110,7 +111,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         @web.authenticated
         def post(self, action_id: str) -> None:
             try:
-                done = client.call("approve", id=action_id, via="lab", user=self._user(), relay_token=relay,
+                done = client.call("approve", id=action_id, via="lab", user=self._user(), relay_token=relay_token(),
                                    nonce=self.get_body_argument("nonce", ""), hash=self.get_body_argument("hash", ""))
                 note = f"Approved by {self._user()}: {done['action']['status']}"
             except IncidentbookError as e:

@@ -75,7 +75,7 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, o
     port, token = _free_port(), secrets.token_hex(16)
     cmd = [str(Path(sys.executable).parent / "jupyter-lab"), "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={home}", f"--LabApp.app_settings_dir={settings}",
-           '--ServerApp.jpserver_extensions={"incidentbook.actions.labext": true}']
+           "--ServerApp.jpserver_extensions=incidentbook.actions.labext=True"]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     log = (tmp_path / "lab.log").open("w")
