@@ -197,3 +197,36 @@ def test_bad_arguments_are_refused_before_the_broker(live: LiveBroker, kernel: d
     assert not ans["ok"] and "not a write action" in ans["error"]
     ans = live.raw({"op": "request", "verb": "restart", "target": {"name": "../x\n", "namespace": "shop"}})
     assert not ans["ok"] and "not a Kubernetes name" in ans["error"]
+
+
+def test_serve_takes_write_credentials_away_from_what_it_starts(tmp_path: Path, kube: KubeAPI,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from incidentbook.actions.broker import kernel_env, socket_path, start_in_process
+    from incidentbook.config import load_config
+
+    home = tmp_path / "w"
+    home.mkdir()
+    (home / "incidentbook.toml").write_text('[actions.environments.staging]\nnamespaces = ["shop"]\n'
+                                            'actions = ["restart"]\n')
+    kc = str(kube.kubeconfig(tmp_path / "kubeconfig"))
+    monkeypatch.setenv("INCIDENTBOOK_HOME", str(home))
+    monkeypatch.setenv("KUBECONFIG", kc)
+    monkeypatch.setenv("INCIDENTBOOK_AUDIT_KEY", "k" * 32)
+    running = start_in_process(load_config(start=home))
+    try:
+        import os
+
+        assert "KUBECONFIG" not in os.environ and "INCIDENTBOOK_AUDIT_KEY" not in os.environ
+        assert "KUBECONFIG" not in kernel_env({"KUBECONFIG": kc, "PATH": "/bin"})
+        assert running.broker.actions.kubeconfig == kc  # the broker kept them
+        from incidentbook.actions.broker import BrokerClient, Identity
+
+        a = BrokerClient(socket_path(home)).call("request", verb="restart",
+                                                  target={"namespace": "shop", "name": "checkout"})["action"]
+        running.broker.approve(Identity("carol", "cli"), a["id"], a["hash"])
+        assert len(writes(kube)) == 1
+    finally:
+        running.close()
+    import os
+
+    assert os.environ["KUBECONFIG"] == kc  # given back when serve stops
