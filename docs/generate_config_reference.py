@@ -90,7 +90,7 @@ _FALLBACK = {
     "[runner].kernel_name": "Jupyter kernel runbooks run in",
     "[runner].runbooks_dir": "workspace runbooks (override the shipped ones of the same name)",
     "[library].path": "where archived incidents and postmortems live",
-    "[actions].environment": "which environment policy applies; INCIDENTBOOK_ENVIRONMENT overrides",
+    "[actions].environment": "preferred environment when several list a namespace (the broker decides from the target namespace; INCIDENTBOOK_ENVIRONMENT is ignored)",
     "[actions].kubeconfig": "kubeconfig for actions; default: [sources.kubernetes], then ~/.kube/config",
     "[actions].context": "kubeconfig context; default: the current one",
     "[actions].in_cluster": "use the pod's service account instead of a kubeconfig",

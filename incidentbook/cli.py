@@ -513,13 +513,19 @@ def cmd_runbooks_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from incidentbook.actions.audit import verify
+    from incidentbook.actions.audit import StoreAnchor, load_audit_key, verify
 
-    path = Path(args.path) if args.path else _config(args).audit_log
-    result = verify(path)
+    cfg = _config(args)
+    path = Path(args.path) if args.path else cfg.audit_log
+    # With the broker's key and the store's checkpoint: a recomputed chain, a forged line and a
+    # deleted tail are all caught; without the key only the plain hash chain can be checked.
+    key = load_audit_key(cfg.home)
+    anchor = StoreAnchor(_store(args)) if key is not None else None
+    result = verify(path, key, anchor)
     if args.json:
         _print_json({"path": str(path), "ok": result.ok, "entries": result.entries, "first_bad": result.first_bad,
-                     "reason": result.reason})
+                     "reason": result.reason, "missing": list(result.missing) if result.missing else None,
+                     "keyed": result.keyed, "anchored": result.anchored})
     else:
         print(f"{path}: {result}")
     return 0 if result.ok else 1
@@ -539,7 +545,7 @@ def cmd_autonomy_check(args: argparse.Namespace) -> int:
 
     cfg, path, pol = _autonomy(args)
     env = args.environment or load_actions_config(cfg).current_environment
-    d = decide(pol, env, args.severity, args.action)
+    d = decide(pol, env, args.severity, args.action, author=args.author, target=args.target)
     if args.json:
         _print_json({"policy": str(path), "environment": env, **d.to_dict()})
     else:
@@ -553,7 +559,6 @@ def cmd_autonomy_grant(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from incidentbook.actions.audit import AuditLog
     from incidentbook.actions.guard import current_user
     from incidentbook.autonomy import grant_toml, load_policy
 
@@ -563,7 +568,8 @@ def cmd_autonomy_grant(args: argparse.Namespace) -> int:
     except ValueError:
         raise BadInput(f"--for {args.duration!r}: give a duration like 2h or 90min") from None
     who = current_user()
-    block = grant_toml(args.environment, args.action, args.mode, duration, who, args.severity, args.reason)
+    block = grant_toml(args.environment, args.action, args.mode, duration, who, args.severity, args.reason,
+                       author=args.author, target=args.target)
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     path.write_text(old + block, encoding="utf-8")
     try:
@@ -571,7 +577,9 @@ def cmd_autonomy_grant(args: argparse.Namespace) -> int:
     except IncidentbookError:
         path.write_text(old, encoding="utf-8")
         raise
-    AuditLog(cfg.audit_log).append("autonomy_grant", user=who, environment=args.environment, action=args.action,
+    from incidentbook.actions.broker import audit_log_for
+
+    audit_log_for(cfg).append("autonomy_grant", user=who, environment=args.environment, action=args.action,
                                    severity=args.severity, mode=args.mode, duration_s=duration.total_seconds(),
                                    reason=args.reason, policy=str(path))
     print(f"granted {args.mode} for {args.action} in {args.environment} for {args.duration} (in {path})")
@@ -579,10 +587,12 @@ def cmd_autonomy_grant(args: argparse.Namespace) -> int:
 
 
 def cmd_autonomy_veto(args: argparse.Namespace) -> int:
+    from incidentbook.actions.broker import audit_log_for
     from incidentbook.actions.guard import current_user
     from incidentbook.autonomy import veto
 
-    entry = veto(_config(args).audit_log, args.request_id, current_user(), args.reason)
+    cfg = _config(args)
+    entry = veto(cfg.audit_log, args.request_id, current_user(), args.reason, log=audit_log_for(cfg))
     print(f"vetoed {args.request_id} (audit entry {entry['seq']})")
     return 0
 
@@ -1016,7 +1026,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = at.add_parser("check", help="what the policy allows for an action kind at a severity")
     p.add_argument("action", choices=["rollout_undo", "scale", "restart"])
     p.add_argument("--severity", default="critical")
-    p.add_argument("--environment", help="default: [actions] environment / INCIDENTBOOK_ENVIRONMENT")
+    p.add_argument("--environment", help="default: [actions] environment")
+    p.add_argument("--author", help="who proposes it: incidentbook (a runbook) or <investigator>:<model>")
+    p.add_argument("--target", metavar="NAMESPACE/NAME", help="the Deployment it acts on")
     p.add_argument("--policy", metavar="FILE", help="default: policy.toml beside incidentbook.toml")
     _add_common(p)
     p.set_defaults(func=cmd_autonomy_check)
@@ -1026,6 +1038,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["cooldown", "auto"], default="cooldown")
     p.add_argument("--severity", default="*")
     p.add_argument("--for", dest="duration", required=True, metavar="DURATION", help="e.g. 2h, 90min")
+    p.add_argument("--author", required=True, action="append",
+                   help="who may act on its own: incidentbook (runbooks) or <investigator>:<model> (repeatable)")
+    p.add_argument("--target", required=True, action="append", metavar="NAMESPACE/NAME",
+                   help="the Deployment it may act on (repeatable)")
     p.add_argument("--reason", default="")
     p.add_argument("--policy", metavar="FILE")
     _add_common(p)
@@ -1075,6 +1091,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cut each tool result at N characters (default: [mcp] max_result_chars)")
     p.set_defaults(func=cmd_mcp)
 
+    from incidentbook.actions.commands import add_commands as add_action_commands
+
+    add_action_commands(sub)
     return parser
 
 

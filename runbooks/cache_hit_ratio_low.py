@@ -1,21 +1,17 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     notebook_metadata_filter: incidentbook,kernelspec,-all
-#     cell_metadata_filter: tags,-all
+#   incidentbook:
+#     description: Cache hit ratio, misses, evictions and memory against maxmemory,
+#       and the extra database load the misses cause.
+#     match:
+#       alertname: CacheHitRatioLow
+#     owner: ''
+#     priority: 0
+#     title: Cache hit ratio low
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   incidentbook:
-#     title: Cache hit ratio low
-#     match:
-#       alertname: CacheHitRatioLow
-#     priority: 0
-#     owner: ''
-#     description: Cache hit ratio, misses, evictions and memory against maxmemory, and the extra database
-#       load the misses cause.
 # ---
 
 # %% [markdown]
@@ -54,7 +50,7 @@ bundle = ""
 
 # %%
 # The incidentbook extension (%promql, %logql, %k8s, %changes, %investigate …) and the evidence helpers.
-%load_ext incidentbook
+# %load_ext incidentbook
 from incidentbook.notebook import (
     Panel, own_deploys, propose_next, show_alert, show_changes, show_error_logs, show_events,
     show_instant, show_panels, show_planned_events, show_table,
@@ -103,16 +99,18 @@ events = show_events(**scope)
 # the incident timeline. Edit a cell before running it if it is not quite right.
 
 # %%
+from incidentbook.proposals import comment_line, magic_line, plain_text, python_call  # proposals are built, not formatted
 maxmem = cache.get("maxmemory") or {}
 shrunk = bool(maxmem.get("before")) and (maxmem.get("worst") or 0) < 0.5 * maxmem["before"]
 propose_next(f"{service}'s own log since the alert",
-             f'%logql {{service="{service}"}} --limit 30',
+             magic_line("logql", '{{service={service}}} --limit 30', service=service),
              "Restarts, config reloads and maxmemory warnings of the cache itself.")
 if shrunk:
     propose_next(f"restore {service}'s maxmemory",
-                 f'# maxmemory fell from {maxmem["before"] / 2**20:.0f} MiB to {maxmem["worst"] / 2**20:.0f} MiB: revert the config\n'
-                 f'# (e.g. CONFIG SET maxmemory back in the redis ConfigMap) and restart the primary.\n'
-                 f'ib.act.restart("{service}", namespace="{namespace}", reason="reload restored maxmemory")',
+                 "\n".join([comment_line(f'maxmemory fell from {maxmem["before"] / 2**20:.0f} MiB to '
+                                          f'{maxmem["worst"] / 2**20:.0f} MiB: revert the config'),
+                            comment_line("(e.g. CONFIG SET maxmemory back in the redis ConfigMap) and restart the primary."),
+                            python_call("ib.act.restart", service, namespace=namespace, reason="reload restored maxmemory")]),
                  "The cache runs with a much smaller maxmemory than before: it evicts its working set. "
                  "Restoring the limit fixes the hit ratio; do not scale the database for the symptom.",
                  kind="write")
@@ -125,7 +123,7 @@ if shrunk:
 
 # %%
 if bundle or sources:
-    %investigate
+    # %investigate
 else:
     print("No telemetry configured: nothing to investigate yet.")
 

@@ -1,21 +1,17 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     notebook_metadata_filter: incidentbook,kernelspec,-all
-#     cell_metadata_filter: tags,-all
+#   incidentbook:
+#     description: Days until each endpoint's TLS certificate expires, probe success,
+#       and the callers already failing the handshake.
+#     match_re:
+#       alertname: CertificateExpiringSoon|.*Cert(ificate)?Expir.*
+#     owner: ''
+#     priority: 0
+#     title: Certificate expiring soon
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   incidentbook:
-#     title: Certificate expiring soon
-#     match_re:
-#       alertname: CertificateExpiringSoon|.*Cert(ificate)?Expir.*
-#     priority: 0
-#     owner: ''
-#     description: Days until each endpoint's TLS certificate expires, probe success, and the callers already
-#       failing the handshake.
 # ---
 
 # %% [markdown]
@@ -54,7 +50,7 @@ bundle = ""
 
 # %%
 # The incidentbook extension (%promql, %logql, %k8s, %changes, %investigate …) and the evidence helpers.
-%load_ext incidentbook
+# %load_ext incidentbook
 from incidentbook.notebook import (
     Panel, own_deploys, propose_next, show_alert, show_changes, show_error_logs, show_events,
     show_instant, show_panels, show_planned_events, show_table,
@@ -97,13 +93,15 @@ probes = show_panels([
 # the incident timeline. Edit a cell before running it if it is not quite right.
 
 # %%
+from incidentbook.proposals import comment_line, magic_line, plain_text, python_call  # proposals are built, not formatted
 propose_next(f"TLS and handshake errors mentioning {service}",
-             f'%logql {{namespace="{namespace}"}} |~ "(?i)(x509|certificate|handshake|tls)" --limit 30',
+             magic_line("logql", '{{namespace={namespace}}} |~ "(?i)(x509|certificate|handshake|tls)" --limit 30',
+                        namespace=namespace),
              "Callers log the failed handshake with the certificate's name and expiry date.")
 propose_next(f"renew {service}'s certificate",
-             f'# cert-manager: kubectl -n {namespace} cert-manager renew {service}-tls\n'
-             f'# then reload the pods so they serve the new certificate:\n'
-             f'ib.act.restart("{service}", namespace="{namespace}", reason="serve the renewed certificate")',
+             "\n".join([comment_line(f"cert-manager: kubectl -n {namespace} cert-manager renew {service}-tls"),
+                        comment_line("then reload the pods so they serve the new certificate:"),
+                        python_call("ib.act.restart", service, namespace=namespace, reason="serve the renewed certificate")]),
              "Renew the certificate, then restart so the pods load it.", kind="write")
 
 # %% [markdown]
@@ -114,7 +112,7 @@ propose_next(f"renew {service}'s certificate",
 
 # %%
 if bundle or sources:
-    %investigate
+    # %investigate
 else:
     print("No telemetry configured: nothing to investigate yet.")
 

@@ -1,21 +1,17 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     notebook_metadata_filter: incidentbook,kernelspec,-all
-#     cell_metadata_filter: tags,-all
+#   incidentbook:
+#     description: 'CFS throttling of a service: CPU used against the limit, CPU per
+#       request (more work per request or more requests) and latency.'
+#     match:
+#       alertname: CPUThrottlingHigh
+#     owner: ''
+#     priority: 0
+#     title: CPU throttling high
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   incidentbook:
-#     title: CPU throttling high
-#     match:
-#       alertname: CPUThrottlingHigh
-#     priority: 0
-#     owner: ''
-#     description: 'CFS throttling of a service: CPU used against the limit, CPU per request (more work
-#       per request or more requests) and latency.'
 # ---
 
 # %% [markdown]
@@ -54,7 +50,7 @@ bundle = ""
 
 # %%
 # The incidentbook extension (%promql, %logql, %k8s, %changes, %investigate …) and the evidence helpers.
-%load_ext incidentbook
+# %load_ext incidentbook
 from incidentbook.notebook import (
     Panel, own_deploys, propose_next, show_alert, show_changes, show_error_logs, show_events,
     show_instant, show_panels, show_planned_events, show_table,
@@ -95,6 +91,7 @@ changes = show_changes(**scope)
 # the incident timeline. Edit a cell before running it if it is not quite right.
 
 # %%
+from incidentbook.proposals import comment_line, magic_line, plain_text, python_call  # proposals are built, not formatted
 per_request = cpu.get("CPU seconds per request") or {}
 traffic = cpu.get("Requests per second") or {}
 def _growth(stats):
@@ -105,10 +102,10 @@ if _growth(per_request) > 1.5 and _growth(traffic) < 1.3:
 else:
     why = "Traffic rose with CPU: this is capacity. Scaling out adds headroom."
 propose_next(f"which nodes {service}'s pods run on, and what else runs there",
-             f'%k8s pods',
+             magic_line("k8s", "pods"),
              "A batch job or another heavy pod on the same node makes every request cost more CPU.")
 propose_next(f"scale {service} out by 2",
-             f'ib.act.scale("{service}", replicas=5, namespace="{namespace}", reason="CPU throttling")',
+             python_call("ib.act.scale", service, replicas=5, namespace=namespace, reason="CPU throttling"),
              why + " Set replicas to the current count + 2; the dry run shows the change before it applies.",
              kind="write")
 
@@ -120,7 +117,7 @@ propose_next(f"scale {service} out by 2",
 
 # %%
 if bundle or sources:
-    %investigate
+    # %investigate
 else:
     print("No telemetry configured: nothing to investigate yet.")
 

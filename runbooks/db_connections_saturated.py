@@ -1,21 +1,17 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     notebook_metadata_filter: incidentbook,kernelspec,-all
-#     cell_metadata_filter: tags,-all
+#   incidentbook:
+#     description: 'A service''s database pool: in use against max, waits, idle-in-transaction
+#       connections on the database, and query time.'
+#     match:
+#       alertname: DBConnectionsSaturated
+#     owner: ''
+#     priority: 0
+#     title: Database connections saturated
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   incidentbook:
-#     title: Database connections saturated
-#     match:
-#       alertname: DBConnectionsSaturated
-#     priority: 0
-#     owner: ''
-#     description: 'A service''s database pool: in use against max, waits, idle-in-transaction connections
-#       on the database, and query time.'
 # ---
 
 # %% [markdown]
@@ -54,7 +50,7 @@ bundle = ""
 
 # %%
 # The incidentbook extension (%promql, %logql, %k8s, %changes, %investigate …) and the evidence helpers.
-%load_ext incidentbook
+# %load_ext incidentbook
 from incidentbook.notebook import (
     Panel, own_deploys, propose_next, show_alert, show_changes, show_error_logs, show_events,
     show_instant, show_panels, show_planned_events, show_table,
@@ -95,14 +91,15 @@ changes = show_changes(**scope)
 # the incident timeline. Edit a cell before running it if it is not quite right.
 
 # %%
+from incidentbook.proposals import comment_line, magic_line, plain_text, python_call  # proposals are built, not formatted
 query_p99 = pool.get("Database query p99") or {}
 slow_db = bool(query_p99.get("before")) and (query_p99.get("after") or 0) > 3 * query_p99["before"]
 propose_next(f"pool and connection errors in {service}'s logs",
-             f'%logql {{service="{service}"}} |~ "(?i)(pool|connection|timeout)" --limit 30',
+             magic_line("logql", '{{service={service}}} |~ "(?i)(pool|connection|timeout)" --limit 30', service=service),
              "Pool timeouts and leaked-connection warnings confirm where the connections go.")
 if not slow_db:
     propose_next(f"rolling restart of {service}",
-                 f'ib.act.restart("{service}", namespace="{namespace}", reason="release leaked database connections")',
+                 python_call("ib.act.restart", service, namespace=namespace, reason="release leaked database connections"),
                  "Queries stay fast while the pool fills: connections are held, not slow. A rolling restart "
                  "releases them; then look for the leak (a missing close, a long transaction).",
                  kind="write")
@@ -115,7 +112,7 @@ if not slow_db:
 
 # %%
 if bundle or sources:
-    %investigate
+    # %investigate
 else:
     print("No telemetry configured: nothing to investigate yet.")
 

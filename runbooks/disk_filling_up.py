@@ -1,21 +1,17 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     notebook_metadata_filter: incidentbook,kernelspec,-all
-#     cell_metadata_filter: tags,-all
+#   incidentbook:
+#     description: Free space of a service's volumes and node filesystems, the time
+#       until full at the current rate, and what writes.
+#     match_re:
+#       alertname: DiskFillingUp|KubePersistentVolumeFillingUp|NodeFilesystemSpaceFillingUp
+#     owner: ''
+#     priority: 0
+#     title: Disk filling up
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   incidentbook:
-#     title: Disk filling up
-#     match_re:
-#       alertname: DiskFillingUp|KubePersistentVolumeFillingUp|NodeFilesystemSpaceFillingUp
-#     priority: 0
-#     owner: ''
-#     description: Free space of a service's volumes and node filesystems, the time until full at the current
-#       rate, and what writes.
 # ---
 
 # %% [markdown]
@@ -54,7 +50,7 @@ bundle = ""
 
 # %%
 # The incidentbook extension (%promql, %logql, %k8s, %changes, %investigate …) and the evidence helpers.
-%load_ext incidentbook
+# %load_ext incidentbook
 from incidentbook.notebook import (
     Panel, own_deploys, propose_next, show_alert, show_changes, show_error_logs, show_events,
     show_instant, show_panels, show_planned_events, show_table,
@@ -101,11 +97,14 @@ changes = show_changes(**scope)
 # the incident timeline. Edit a cell before running it if it is not quite right.
 
 # %%
+from incidentbook.proposals import comment_line, magic_line, plain_text, python_call  # proposals are built, not formatted
 propose_next(f"what {service} logs about disk space",
-             f'%logql {{service="{service}"}} |~ "(?i)(no space|disk|wal|checkpoint|vacuum)" --limit 30',
+             magic_line("logql", '{{service={service}}} |~ "(?i)(no space|disk|wal|checkpoint|vacuum)" --limit 30',
+                        service=service),
              "Write-ahead logs that are not recycled, failed checkpoints or runaway temp files show up here.")
 propose_next("free space of every volume in the namespace",
-             f'%promql min by (service, persistentvolumeclaim) (kubelet_volume_stats_available_bytes{{namespace="{namespace}"}} / kubelet_volume_stats_capacity_bytes{{namespace="{namespace}"}}) -r 6h',
+             magic_line("promql", "min by (service, persistentvolumeclaim) (kubelet_volume_stats_available_bytes{{namespace={ns}}}"
+                        " / kubelet_volume_stats_capacity_bytes{{namespace={ns}}}) -r 6h", ns=namespace),
              "Other volumes on the same trend need the same fix.")
 
 # %% [markdown]
@@ -116,7 +115,7 @@ propose_next("free space of every volume in the namespace",
 
 # %%
 if bundle or sources:
-    %investigate
+    # %investigate
 else:
     print("No telemetry configured: nothing to investigate yet.")
 

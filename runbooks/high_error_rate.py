@@ -1,21 +1,17 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     notebook_metadata_filter: incidentbook,kernelspec,-all
-#     cell_metadata_filter: tags,-all
+#   incidentbook:
+#     description: '5xx ratio of a service: which status codes, which routes and pods,
+#       which change came just before, and the error lines.'
+#     match:
+#       alertname: HighErrorRate
+#     owner: ''
+#     priority: 0
+#     title: High error rate
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   incidentbook:
-#     title: High error rate
-#     match:
-#       alertname: HighErrorRate
-#     priority: 0
-#     owner: ''
-#     description: '5xx ratio of a service: which status codes, which routes and pods, which change came
-#       just before, and the error lines.'
 # ---
 
 # %% [markdown]
@@ -56,7 +52,7 @@ bundle = ""
 
 # %%
 # The incidentbook extension (%promql, %logql, %k8s, %changes, %investigate …) and the evidence helpers.
-%load_ext incidentbook
+# %load_ext incidentbook
 from incidentbook.notebook import (
     Panel, own_deploys, propose_next, show_alert, show_changes, show_error_logs, show_events,
     show_instant, show_panels, show_planned_events, show_table,
@@ -107,14 +103,17 @@ show_error_logs(**scope)
 # the incident timeline. Edit a cell before running it if it is not quite right.
 
 # %%
+from incidentbook.proposals import comment_line, magic_line, plain_text, python_call  # proposals are built, not formatted
 deploys = own_deploys(changes, service)
 propose_next("errors by route and pod over the last 30 minutes",
-             f'%promql sum by (route, pod) (rate(http_requests_total{{service="{service}",code=~"5.."}}[5m])) -r 30m',
+             magic_line("promql", 'sum by (route, pod) (rate(http_requests_total{{service={service},code=~"5.."}}[5m])) -r 30m',
+                        service=service),
              "Narrow the errors to a route or to the new pods before acting.")
 if deploys is not None:
     last = deploys.iloc[-1]
     propose_next(f"roll back {service}",
-                 f'ib.act.rollout_undo("{service}", namespace="{namespace}", reason="5xx began after {last["description"]}")',
+                 python_call("ib.act.rollout_undo", service, namespace=namespace,
+                             reason=f"5xx began after {last['description']}"),
                  f"{service} was deployed at {last['timestamp']} ({last['description']}) and errors followed. "
                  "Rolling back is the fastest fix; it is previewed with a dry run and needs your approval.",
                  kind="write")
@@ -127,7 +126,7 @@ if deploys is not None:
 
 # %%
 if bundle or sources:
-    %investigate
+    # %investigate
 else:
     print("No telemetry configured: nothing to investigate yet.")
 

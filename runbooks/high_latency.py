@@ -1,21 +1,17 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     notebook_metadata_filter: incidentbook,kernelspec,-all
-#     cell_metadata_filter: tags,-all
+#   incidentbook:
+#     description: 'p99 latency of a service: its own CPU and database time versus its
+#       dependencies, and the changes before it.'
+#     match:
+#       alertname: HighLatency
+#     owner: ''
+#     priority: 0
+#     title: High latency
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   incidentbook:
-#     title: High latency
-#     match:
-#       alertname: HighLatency
-#     priority: 0
-#     owner: ''
-#     description: 'p99 latency of a service: its own CPU and database time versus its dependencies, and
-#       the changes before it.'
 # ---
 
 # %% [markdown]
@@ -53,7 +49,7 @@ bundle = ""
 
 # %%
 # The incidentbook extension (%promql, %logql, %k8s, %changes, %investigate …) and the evidence helpers.
-%load_ext incidentbook
+# %load_ext incidentbook
 from incidentbook.notebook import (
     Panel, own_deploys, propose_next, show_alert, show_changes, show_error_logs, show_events,
     show_instant, show_panels, show_planned_events, show_table,
@@ -106,11 +102,13 @@ changes = show_changes(**scope)
 # the incident timeline. Edit a cell before running it if it is not quite right.
 
 # %%
+from incidentbook.proposals import comment_line, magic_line, plain_text, python_call  # proposals are built, not formatted
 propose_next("p99 latency by service, last 30 minutes",
-             f'%promql histogram_quantile(0.99, sum by (service, le) (rate(http_request_duration_seconds_bucket{{namespace="{namespace}"}}[5m]))) -r 30m',
+             magic_line("promql", "histogram_quantile(0.99, sum by (service, le) "
+                        "(rate(http_request_duration_seconds_bucket{{namespace={namespace}}}[5m]))) -r 30m", namespace=namespace),
              "Find the service whose latency rose first; callers of a slow service are slow too.")
 propose_next(f"timeouts and slow calls in {service}'s logs",
-             f'%logql {{service="{service}"}} |~ "(?i)(timeout|deadline|slow)" --limit 30',
+             magic_line("logql", '{{service={service}}} |~ "(?i)(timeout|deadline|slow)" --limit 30', service=service),
              "Timeouts name the dependency that is slow.")
 
 # %% [markdown]
@@ -121,7 +119,7 @@ propose_next(f"timeouts and slow calls in {service}'s logs",
 
 # %%
 if bundle or sources:
-    %investigate
+    # %investigate
 else:
     print("No telemetry configured: nothing to investigate yet.")
 

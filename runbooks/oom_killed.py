@@ -1,21 +1,17 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     notebook_metadata_filter: incidentbook,kernelspec,-all
-#     cell_metadata_filter: tags,-all
+#   incidentbook:
+#     description: 'Memory of a service''s containers against their limit, restarts
+#       and OOM events: a leak (steady climb after a rollout) or a burst.'
+#     match_re:
+#       alertname: (Kube)?(Pod)?OOMKilled|ContainerMemoryNearLimit
+#     owner: ''
+#     priority: 0
+#     title: Container OOMKilled
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   incidentbook:
-#     title: Container OOMKilled
-#     match_re:
-#       alertname: (Kube)?(Pod)?OOMKilled|ContainerMemoryNearLimit
-#     priority: 0
-#     owner: ''
-#     description: 'Memory of a service''s containers against their limit, restarts and OOM events: a leak
-#       (steady climb after a rollout) or a burst.'
 # ---
 
 # %% [markdown]
@@ -56,7 +52,7 @@ bundle = ""
 
 # %%
 # The incidentbook extension (%promql, %logql, %k8s, %changes, %investigate …) and the evidence helpers.
-%load_ext incidentbook
+# %load_ext incidentbook
 from incidentbook.notebook import (
     Panel, own_deploys, propose_next, show_alert, show_changes, show_error_logs, show_events,
     show_instant, show_panels, show_planned_events, show_table,
@@ -99,14 +95,16 @@ changes = show_changes(**scope)
 # the incident timeline. Edit a cell before running it if it is not quite right.
 
 # %%
+from incidentbook.proposals import comment_line, magic_line, plain_text, python_call  # proposals are built, not formatted
 peak = (memory.get("Memory working set / limit (per pod)") or {}).get("worst") or 0
 deploys = own_deploys(changes, service)
 propose_next(f"heap and allocation errors in {service}'s logs",
-             f'%logql {{service="{service}"}} |~ "(?i)(out of memory|heap|alloc|oom)" --limit 30',
+             magic_line("logql", '{{service={service}}} |~ "(?i)(out of memory|heap|alloc|oom)" --limit 30', service=service),
              "Allocation errors before the kill show what was growing.")
 if peak >= 0.9 and deploys is not None:
     propose_next(f"roll back {service}",
-                 f'ib.act.rollout_undo("{service}", namespace="{namespace}", reason="memory climbs to the limit after {deploys.iloc[-1]["description"]}")',
+                 python_call("ib.act.rollout_undo", service, namespace=namespace,
+                             reason=f"memory climbs to the limit after {deploys.iloc[-1]['description']}"),
                  f"Memory reaches {peak:.0%} of the limit after the newest rollout: a leak in that release is the likeliest cause.",
                  kind="write")
 
@@ -118,7 +116,7 @@ if peak >= 0.9 and deploys is not None:
 
 # %%
 if bundle or sources:
-    %investigate
+    # %investigate
 else:
     print("No telemetry configured: nothing to investigate yet.")
 

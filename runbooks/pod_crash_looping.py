@@ -1,21 +1,17 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     notebook_metadata_filter: incidentbook,kernelspec,-all
-#     cell_metadata_filter: tags,-all
+#   incidentbook:
+#     description: 'Restarts of a service''s containers: why they exit (OOMKilled, error),
+#       pod events, the last logs and the rollout that started it.'
+#     match:
+#       alertname: PodCrashLooping
+#     owner: ''
+#     priority: 0
+#     title: Pod crash looping
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   incidentbook:
-#     title: Pod crash looping
-#     match:
-#       alertname: PodCrashLooping
-#     priority: 0
-#     owner: ''
-#     description: 'Restarts of a service''s containers: why they exit (OOMKilled, error), pod events, the
-#       last logs and the rollout that started it.'
 # ---
 
 # %% [markdown]
@@ -55,7 +51,7 @@ bundle = ""
 
 # %%
 # The incidentbook extension (%promql, %logql, %k8s, %changes, %investigate …) and the evidence helpers.
-%load_ext incidentbook
+# %load_ext incidentbook
 from incidentbook.notebook import (
     Panel, own_deploys, propose_next, show_alert, show_changes, show_error_logs, show_events,
     show_instant, show_panels, show_planned_events, show_table,
@@ -99,18 +95,22 @@ changes = show_changes(**scope)
 # the incident timeline. Edit a cell before running it if it is not quite right.
 
 # %%
+from incidentbook.proposals import comment_line, magic_line, plain_text, python_call  # proposals are built, not formatted
 oom = (restarts.get("Last termination was OOMKilled") or {}).get("worst") or 0
 if oom >= 1:
     propose_next("memory against the limit, per pod",
-                 f'%promql max by (pod) (container_memory_working_set_bytes{{service="{service}"}}) -r 1h',
+                 magic_line("promql", "max by (pod) (container_memory_working_set_bytes{{service={service}}}) -r 1h",
+                            service=service),
                  "The containers exit OOMKilled: check whether memory climbs steadily (a leak) or jumps (a burst).")
 propose_next(f"last log lines before each restart of {service}",
-             f'%logql {{service="{service}"}} |~ "(?i)(fatal|panic|exception|killed|exit)" --limit 30',
+             magic_line("logql", '{{service={service}}} |~ "(?i)(fatal|panic|exception|killed|exit)" --limit 30',
+                        service=service),
              "The last lines before a restart usually name the crash.")
 deploys = own_deploys(changes, service)
 if deploys is not None:
     propose_next(f"roll back {service}",
-                 f'ib.act.rollout_undo("{service}", namespace="{namespace}", reason="crash loop after {deploys.iloc[-1]["description"]}")',
+                 python_call("ib.act.rollout_undo", service, namespace=namespace,
+                             reason=f"crash loop after {deploys.iloc[-1]['description']}"),
                  "The restarts began after this service's rollout; undoing it restores the last good version.",
                  kind="write")
 
@@ -122,7 +122,7 @@ if deploys is not None:
 
 # %%
 if bundle or sources:
-    %investigate
+    # %investigate
 else:
     print("No telemetry configured: nothing to investigate yet.")
 

@@ -1,21 +1,17 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     notebook_metadata_filter: incidentbook,kernelspec,-all
-#     cell_metadata_filter: tags,-all
+#   incidentbook:
+#     description: 'Unusual request volume: the planned-events calendar first, then
+#       the traffic against an hour ago, errors and who sends it.'
+#     match:
+#       alertname: TrafficAnomaly
+#     owner: ''
+#     priority: 0
+#     title: Traffic anomaly
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
-#   incidentbook:
-#     title: Traffic anomaly
-#     match:
-#       alertname: TrafficAnomaly
-#     priority: 0
-#     owner: ''
-#     description: 'Unusual request volume: the planned-events calendar first, then the traffic against
-#       an hour ago, errors and who sends it.'
 # ---
 
 # %% [markdown]
@@ -53,7 +49,7 @@ bundle = ""
 
 # %%
 # The incidentbook extension (%promql, %logql, %k8s, %changes, %investigate …) and the evidence helpers.
-%load_ext incidentbook
+# %load_ext incidentbook
 from incidentbook.notebook import (
     Panel, own_deploys, propose_next, show_alert, show_changes, show_error_logs, show_events,
     show_instant, show_panels, show_planned_events, show_table,
@@ -94,17 +90,18 @@ traffic = show_panels([
 # the incident timeline. Edit a cell before running it if it is not quite right.
 
 # %%
+from incidentbook.proposals import comment_line, magic_line, plain_text, python_call  # proposals are built, not formatted
 errors = (traffic.get("5xx error ratio") or {}).get("after") or 0
 if planned is not None and len(planned):
     first = planned.iloc[0]
     print(f"Planned: {first['title']} ({first['kind']}). The traffic is expected; 5xx ratio since the alert "
           f"is {errors:.1%}. If errors stay low this is not an incident.")
     propose_next("note the planned event on the timeline",
-                 f'%note "traffic change explained by planned event: {first["title"]}"',
+                 magic_line("note", "{text}", text=plain_text(f"traffic change explained by planned event: {first['title']}")),
                  "Record why this alert needs no action, so the postmortem and the evals know.")
 else:
     propose_next("top clients and routes in the access log",
-                 f'%logql {{service="{service}"}} --limit 50',
+                 magic_line("logql", '{{service={service}}} --limit 50', service=service),
                  "No planned event explains it: look for a few clients or one route sending most requests (abuse).")
 
 # %% [markdown]
@@ -115,7 +112,7 @@ else:
 
 # %%
 if bundle or sources:
-    %investigate
+    # %investigate
 else:
     print("No telemetry configured: nothing to investigate yet.")
 

@@ -2,7 +2,7 @@
 
 ```toml
 [actions]
-environment = "production"        # which policy applies; INCIDENTBOOK_ENVIRONMENT overrides
+environment = "production"        # preferred when several environments list a namespace
 kubeconfig = ""                   # default: [sources.kubernetes] kubeconfig, then ~/.kube/config
 context = ""                      # kubeconfig context; default: the current one
 in_cluster = false                # use the pod's service account instead of a kubeconfig
@@ -16,12 +16,13 @@ max_pods_restarted = 20           # restart / rollout_undo: at most this many po
 second_approver = true            # another person must `%approve ACTION-ID`
 ```
 
-With no policy for the current environment every action is denied: writes are opt-in.
+The broker decides an action's environment from its target namespace (the environments whose
+`namespaces` list it; the strictest when several do), never from the kernel's variables. A
+namespace no environment lists is denied: writes are opt-in.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,9 @@ class ActionsConfig(BaseModel):
 
     @property
     def current_environment(self) -> str:
-        """The environment in force (INCIDENTBOOK_ENVIRONMENT wins over the file)."""
-        return os.environ.get(ENVIRONMENT_ENV) or self.environment
+        """The configured environment. A process's INCIDENTBOOK_ENVIRONMENT is ignored: a kernel
+        setting it must not pick a laxer policy (the broker decides from the target namespace)."""
+        return self.environment
 
     def policy(self) -> EnvironmentPolicy:
         """The current environment's policy; ActionDenied when there is none."""

@@ -10,14 +10,14 @@ then the most specific rule, then the default. `Autopilot.submit` carries the de
   `incidentbook autonomy veto ACTION-ID`;
 - `auto`: runs at once.
 
-Running means the `[actions]` guard (allowlist, blast radius, dry-run preview), with the policy
-decision as the approval. Every decision, veto and outcome goes to the hash-chained audit log.
+Running means a request to the action broker (allowlist, blast radius, dry run) approved by the
+policy decision, never where the environment needs a second person. A rule allows cooldown or
+auto only for the author and target it names. Every decision, veto and outcome is audited.
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,14 +25,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from incidentbook.actions import guard
 from incidentbook.actions.audit import AuditLog
 from incidentbook.actions.policy import ActionsConfig
 from incidentbook.autonomy.policy import CAUTION, AutonomyPolicy, Rule
 from incidentbook.errors import BadInput, IncidentbookError, NotFound
 
 ACTOR = "incidentbook-autonomy"
-_provider_lock = threading.Lock()
 
 
 @dataclass
@@ -50,12 +48,17 @@ class Decision:
 
 
 def decide(policy: AutonomyPolicy, environment: str, severity: str, action: str,
-           now: datetime | None = None) -> Decision:
-    """The mode for `action` in `environment` at `severity`: active grant, else most specific rule, else default."""
+           now: datetime | None = None, *, author: str | None = None, target: str | None = None) -> Decision:
+    """The mode for `action` in `environment` at `severity`: active grant, else most specific rule, else propose.
+
+    A rule or grant allowing `cooldown` or `auto` applies only when it names `author` (who
+    proposed the action) and `target` (`namespace/name`); `default` never grants autonomy.
+    """
     now = now or datetime.now(timezone.utc)
 
     def best(rules: list[Rule]) -> Rule | None:
-        hits = [r for r in rules if r.matches(environment, severity, action)]
+        hits = [r for r in rules if r.matches(environment, severity, action)
+                and (r.mode == "propose" or r.names(author, target))]
         return max(hits, key=lambda r: (r.specificity, CAUTION[r.mode]), default=None)
 
     grant = best([g for g in policy.grants if g.active(now)])
@@ -67,7 +70,10 @@ def decide(policy: AutonomyPolicy, environment: str, severity: str, action: str,
     rule = best(policy.rules)
     if rule is not None:
         return Decision(rule.mode, rule.cooldown_s, f"rule {rule.describe()}")
-    return Decision(policy.default, 0.0, f"default mode {policy.default!r} (no rule matches)")
+    if policy.default != "propose":
+        return Decision("propose", 0.0, f"no rule names author {author!r} and target {target!r}; default "
+                        f"{policy.default!r} never grants autonomy on its own")
+    return Decision("propose", 0.0, "default mode 'propose' (no rule matches)")
 
 
 @dataclass
@@ -81,6 +87,9 @@ class ActionRequest:
     incident_id: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    #: Who proposed it: "incidentbook" (a runbook) or "<investigator>:<model>".
+    author: str = ""
+    proposal: str = ""
     id: str = field(default_factory=lambda: f"AUTO-{datetime.now(timezone.utc):%Y%m%d}-{secrets.token_hex(3).upper()}")
 
     @property
@@ -111,9 +120,13 @@ def vetoes(audit_path: Path, request_id: str) -> list[dict[str, Any]]:
     return [e for e in AuditLog(audit_path).entries() if e.get("event") == "veto" and e.get("request_id") == request_id]
 
 
-def veto(audit_path: str | Path, request_id: str, who: str, reason: str = "") -> dict[str, Any]:
-    """Veto a request that is cooling down (an audit entry the waiting autopilot sees)."""
-    log = AuditLog(audit_path)
+def veto(audit_path: str | Path, request_id: str, who: str, reason: str = "", *,
+         log: AuditLog | None = None) -> dict[str, Any]:
+    """Veto a request that is cooling down (an audit entry the waiting autopilot sees).
+
+    `log`: the workspace's keyed audit log (`incidentbook.actions.broker.audit_log_for`).
+    """
+    log = log or AuditLog(audit_path)
     started = [e for e in log.entries() if e.get("request_id") == request_id]
     if not started:
         raise NotFound(f"no autonomous action {request_id} in {audit_path}; list them with `incidentbook autonomy pending`")
@@ -138,17 +151,17 @@ def cooling_down(audit_path: str | Path) -> list[dict[str, Any]]:
 
 
 class Autopilot:
-    """Carries out write actions under an AutonomyPolicy, through the action guard."""
+    """Carries out write actions under an AutonomyPolicy, through the action broker."""
 
     def __init__(self, policy: AutonomyPolicy, actions: ActionsConfig, audit_path: str | Path, *,
-                 executor_factory: Callable[[], Any] | None = None,
-                 announce: Callable[[ActionRequest, Decision], None] | None = None,
+                 broker: Any = None, announce: Callable[[ActionRequest, Decision], None] | None = None,
                  poll_s: float = 0.05) -> None:
         self.policy = policy
         self.actions = actions
         self.audit_path = Path(audit_path)
-        self.audit = AuditLog(self.audit_path)
-        self.executor_factory = executor_factory
+        #: The broker executes; the autopilot writes its decisions with the broker's key.
+        self.broker = broker
+        self.audit = broker.audit if broker is not None else AuditLog(self.audit_path)
         self.announce = announce
         self.poll_s = poll_s
 
@@ -156,11 +169,18 @@ class Autopilot:
         return {"request_id": req.id, "kind": req.kind, "namespace": req.namespace, "name": req.name,
                 "params": req.params, "severity": req.severity, "incident_id": req.incident_id,
                 "environment": self.actions.current_environment, "mode": d.mode, "policy": d.reason,
-                "user": ACTOR}
+                "user": ACTOR, "author": req.author}
 
     def submit(self, req: ActionRequest, now: datetime | None = None) -> Outcome:
         """Decide, audit the decision, and propose, wait for a veto, or run (see module docstring)."""
-        d = decide(self.policy, self.actions.current_environment, req.severity, req.kind, now)
+        from incidentbook.actions.broker import environment_for
+
+        try:
+            env = environment_for(self.actions, req.namespace)[0]
+        except IncidentbookError:
+            env = self.actions.current_environment
+        d = decide(self.policy, env, req.severity, req.kind, now, author=req.author or None,
+                   target=f"{req.namespace}/{req.name}")
         self.audit.append("autonomy_decision", **self._fields(req, d), cooldown_s=d.cooldown_s, reason=req.reason)
         if d.mode == "propose":
             return Outcome(req.id, "proposed", d, f"{req.summary} needs a person: {d.reason}")
@@ -189,31 +209,23 @@ class Autopilot:
             time.sleep(min(self.poll_s, left))
 
     def _run(self, req: ActionRequest, d: Decision) -> Outcome:
-        ctx = guard.ActionContext(user=ACTOR, headless=False, audit_path=self.audit_path, config=self.actions,
-                                  incident_id=req.incident_id, default_namespace=req.namespace,
-                                  show=lambda _text: None, executor_factory=self.executor_factory)
-        fn = {"rollout_undo": guard.rollout_undo, "scale": guard.scale, "restart": guard.restart}.get(req.kind)
-        if fn is None:
-            raise BadInput(f"unknown action kind {req.kind!r}; use rollout_undo, scale or restart")
-        kwargs = dict(req.params)
-        with _provider_lock:
-            saved = guard._provider
-            guard.set_context_provider(lambda: ctx)
-            try:
-                reason = f"autonomy ({d.mode}): {d.reason}" + (f"; {req.reason}" if req.reason else "")
-                if req.kind == "scale":
-                    action = guard.scale(req.name, int(kwargs.pop("replicas")), req.namespace, reason=reason)
-                else:
-                    action = fn(req.name, req.namespace, reason=reason, **kwargs)
-            except IncidentbookError as e:
-                event = "autonomy_denied" if type(e).__name__ == "ActionDenied" else "autonomy_failed"
-                self.audit.append(event, **self._fields(req, d), error=str(e))
-                return Outcome(req.id, event.split("_")[1], d, str(e))
-            finally:
-                guard.set_context_provider(saved)
-        self.audit.append("autonomy_executed", **self._fields(req, d), action_id=action.id, status=action.status)
-        return Outcome(req.id, "executed" if action.status == "executed" else action.status, d, action.summary,
-                       action.to_dict())
+        from incidentbook.actions.broker import AUTONOMY_ACTOR, Identity
+
+        if self.broker is None:
+            raise IncidentbookError("autonomous actions run only inside the action broker (incidentbook serve)")
+        reason = f"autonomy ({d.mode}): {d.reason}" + (f"; {req.reason}" if req.reason else "")
+        try:
+            a = self.broker.request(Identity(AUTONOMY_ACTOR, "autonomy"), {
+                "incident": req.incident_id or "", "proposal": req.proposal, "verb": req.kind,
+                "target": {"namespace": req.namespace, "name": req.name}, "params": req.params, "reason": reason})
+            if a.status == "pending":
+                a = self.broker.approve_autonomous(a.id, d.reason)
+        except IncidentbookError as e:
+            event = "autonomy_denied" if type(e).__name__ == "ActionDenied" else "autonomy_failed"
+            self.audit.append(event, **self._fields(req, d), error=str(e))
+            return Outcome(req.id, event.split("_")[1], d, str(e))
+        self.audit.append("autonomy_executed", **self._fields(req, d), action_id=a.id, status=a.status)
+        return Outcome(req.id, "executed" if a.status == "executed" else a.status, d, a.summary, a.to_dict())
 
 
 def _iso(ts: float) -> str:

@@ -73,7 +73,7 @@ def _post(url: str, body: dict[str, Any], timeout: float) -> int:
 
 
 def escalate_unmitigated(esc: Escalation, store: Any, audit_path: str | Path,
-                         now: datetime | None = None) -> list[Page]:
+                         now: datetime | None = None, *, log: AuditLog | None = None) -> list[Page]:
     """Page once for every open incident older than `after_minutes` with nothing mitigating it yet."""
     now = now or datetime.now(timezone.utc)
     url = os.environ.get(esc.url_env, "") if esc.url_env else esc.url
@@ -91,7 +91,7 @@ def escalate_unmitigated(esc: Escalation, store: Any, audit_path: str | Path,
         status = _post(url, page_body(esc, inc, minutes), esc.timeout_s)
         store.add_event(inc.id, "escalated", f"paged via {esc.kind}: not mitigated after {minutes:.0f} min",
                         actor="incidentbook-autonomy", data={"kind": esc.kind, "status": status})
-        AuditLog(audit_path).append("escalated", user="incidentbook-autonomy", incident_id=inc.id, via=esc.kind,
+        (log or AuditLog(audit_path)).append("escalated", user="incidentbook-autonomy", incident_id=inc.id, via=esc.kind,
                                     minutes_open=round(minutes, 1), status=status)
         pages.append(Page(inc.id, minutes, status))
     return pages

@@ -7,6 +7,9 @@ default = "propose"                  # what applies when no rule matches
 environment = "staging"              # an environment name or "*"
 severity = ["warning", "info"]       # a severity, a list of them, or "*"
 action = ["restart", "scale"]        # action kinds (rollout_undo, scale, restart), or "*"
+author = ["incidentbook"]            # cooldown/auto: who proposed it (a runbook: "incidentbook"; a
+                                     # model: "claude:<model>"), named, never "*"
+target = ["shop/checkout"]           # cooldown/auto: the Deployments (namespace/name), named, never "*"
 mode = "cooldown"                    # propose | cooldown | auto
 cooldown_s = 300                     # cooldown: announce, wait this long for a veto, then run
 
@@ -27,7 +30,10 @@ routing_key_env = "PAGERDUTY_ROUTING_KEY"   # pagerduty: the integration key's v
 url_env = ""                         # or read the URL (a Slack webhook is a secret) from this variable
 ```
 
-`propose` is the default everywhere: the assistant proposes a cell and a person runs it.
+`propose` is the default everywhere: the assistant proposes a cell and a person runs it. A rule
+or grant allows `cooldown` or `auto` only for the authors and targets it names, and only within
+the incident's blast radius (its alerting service and the hypothesis' service); `default` never
+grants autonomy. A model's proposals stay propose-only unless a rule names that model.
 `cooldown` announces the action and runs it after `cooldown_s` unless someone vetoes it. `auto`
 runs it at once. Either way the action still goes through the `[actions]` guard (allowlist,
 blast radius), and every decision lands in the audit log. When two rules are equally specific the
@@ -86,11 +92,25 @@ class Rule(BaseModel):
     action: list[str] = Field(default_factory=lambda: ["*"])
     mode: Mode = "propose"
     cooldown_s: float = Field(default=300.0, ge=0)
+    author: list[str] = Field(default_factory=list)
+    target: list[str] = Field(default_factory=list)
 
     @field_validator("environment", "severity", "action", mode="before")
     @classmethod
     def _listify(cls, v: Any) -> list[str]:
         return _as_list(v)
+
+    @field_validator("author", "target", mode="before")
+    @classmethod
+    def _named(cls, v: Any) -> list[str]:
+        items = [] if v is None else _as_list(v)
+        if any("*" in x for x in items):
+            raise ValueError("must name authors and targets; '*' is not allowed here")
+        return items
+
+    def names(self, author: str | None, target: str | None) -> bool:
+        """Whether this rule names both the proposal's author and its target (namespace/name)."""
+        return bool(author and target and author in self.author and target in self.target)
 
     def matches(self, environment: str, severity: str, action: str) -> bool:
         """Whether this rule covers the (environment, severity, action) triple."""
@@ -180,7 +200,8 @@ def policy_path(cfg: Any) -> Path:
 
 
 def grant_toml(environment: str, action: str, mode: str, duration: timedelta, granted_by: str,
-               severity: str = "*", reason: str = "", now: datetime | None = None) -> str:
+               severity: str = "*", reason: str = "", now: datetime | None = None, *,
+               author: list[str] | None = None, target: list[str] | None = None) -> str:
     """The `[[grants]]` block to append to policy.toml for a temporary grant."""
     if mode not in MODES:
         raise ConfigError(f"mode {mode!r} is not one of {list(MODES)}")
@@ -188,5 +209,6 @@ def grant_toml(environment: str, action: str, mode: str, duration: timedelta, gr
     import json
 
     fields = {"environment": environment, "severity": severity, "action": action, "mode": mode,
-              "expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ"), "granted_by": granted_by, "reason": reason}
+              "expires": expires.strftime("%Y-%m-%dT%H:%M:%SZ"), "granted_by": granted_by, "reason": reason,
+              "author": list(author or []), "target": list(target or [])}
     return "\n[[grants]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items())

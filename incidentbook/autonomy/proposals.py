@@ -2,10 +2,12 @@
 
 A headless runbook never writes: it proposes `ib.act.*` cells. After `incidentbook serve` runs a
 runbook, each proposed write is handed to the Autopilot, which decides per environment,
-severity and action kind: `propose` (the default: a person runs the cell), `cooldown` (announce on
-the incident timeline, wait for a veto, then run through the action guard) or `auto`.
-Only literal calls are understood (`ib.act.restart("checkout", namespace="shop")`); anything
-else stays a proposal for a person.
+severity, action kind, author and target: `propose` (the default: a person approves it at the
+broker), `cooldown` (announce on the incident timeline, wait for a veto, then run through the
+broker) or `auto`. Only a cell that is exactly one literal call is understood
+(`ib.act.restart("checkout", namespace="shop")`), only when its target is within the incident's
+blast radius (the alerting service, or the service of the hypothesis the proposal tests);
+anything else stays a proposal for a person.
 """
 
 from __future__ import annotations
@@ -61,20 +63,58 @@ def parse_action(code: str, default_namespace: str = "") -> tuple[str, str, str,
     return None
 
 
-def write_requests(notebook: str | Path, incident: Any) -> list[ActionRequest]:
-    """The write proposals of an executed incident notebook, as action requests."""
+def _only_one_call(code: str) -> bool:
+    """Whether `code` (comments aside) is one expression statement: the call and nothing else."""
+    try:
+        body = ast.parse(code).body
+    except SyntaxError:
+        return False
+    return len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Call)
+
+
+def _hypothesis_services(store: Any, incident_id: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        events = store.timeline(incident_id)
+    except Exception:  # no store (tests of the parser): no hypotheses known
+        return out
+    for ev in events:
+        if ev.kind == "investigation":
+            for h in (ev.data or {}).get("hypotheses", []):
+                if h.get("id") and h.get("service"):
+                    out[str(h["id"])] = str(h["service"])
+    return out
+
+
+def write_requests(notebook: str | Path, incident: Any, store: Any = None) -> list[ActionRequest]:
+    """The write proposals of an executed incident notebook that autonomy may consider.
+
+    Left out (they stay proposals for a person): cells that are more than one literal call, and
+    targets outside the blast radius: neither the alerting service nor the hypothesis' service.
+    """
     nb = nbformat.read(str(notebook), as_version=4)
+    hyp_service = _hypothesis_services(store, incident.id) if store is not None else {}
     out = []
     for cell in nb.cells:
         meta = cell.get("metadata", {}).get("incidentbook", {}).get("proposal")
         if cell.cell_type != "code" or not meta or meta.get("kind") != "write":
             continue
+        if not _only_one_call(cell.source):
+            continue
         parsed = parse_action(cell.source, incident.namespace or "")
         if parsed is None:
             continue
         kind, name, namespace, params = parsed
+        radius = {incident.service} | ({hyp_service[str(meta["hypothesis"])]} if meta.get("hypothesis")
+                                       and str(meta["hypothesis"]) in hyp_service else set())
+        if name not in radius or namespace != (incident.namespace or namespace):
+            continue
+        author = str(meta.get("author") or "incidentbook")
+        if meta.get("model"):
+            author += f":{meta['model']}"
         out.append(ActionRequest(kind, name, namespace, incident.severity or "", incident_id=incident.id,
-                                 params=params, reason=f"proposal {meta.get('id')}: {meta.get('rationale', '')}"[:300]))
+                                 params=params, author=author, proposal=str(meta.get("id") or ""),
+                                 reason=f"proposal {meta.get('id')}: {meta.get('rationale', '')}"[:300]))
     return out
 
 
@@ -83,9 +123,13 @@ def grants_autonomy(policy: AutonomyPolicy) -> bool:
     return policy.default != "propose" or any(r.mode != "propose" for r in [*policy.rules, *policy.grants])
 
 
-def act_on_proposals(cfg: Any, store: Any, incident_id: str, *,
+def act_on_proposals(cfg: Any, store: Any, incident_id: str, *, broker: Any = None,
                      executor_factory: Callable[[], Any] | None = None) -> list[Outcome]:
-    """Submit an incident notebook's write proposals to the Autopilot; outcomes go on the timeline."""
+    """Submit an incident notebook's write proposals to the Autopilot; outcomes go on the timeline.
+
+    `broker`: the running broker (serve's); by default one is built for this workspace.
+    """
+    from incidentbook.actions.broker import Broker
     from incidentbook.actions.policy import load_actions_config
 
     policy = load_policy(policy_path(cfg))
@@ -101,10 +145,11 @@ def act_on_proposals(cfg: Any, store: Any, incident_id: str, *,
                         f"incidentbook autonomy veto {req.id}", actor="incidentbook-autonomy",
                         data={"request_id": req.id, "cooldown_s": d.cooldown_s, "policy": d.reason})
 
-    pilot = Autopilot(policy, load_actions_config(cfg), cfg.audit_log, announce=announce,
-                      executor_factory=executor_factory)
+    if broker is None:
+        broker = Broker.from_config(cfg, store, executor_factory=executor_factory)
+    pilot = Autopilot(policy, load_actions_config(cfg), cfg.audit_log, announce=announce, broker=broker)
     outcomes = []
-    for req in write_requests(incident.notebook, incident):
+    for req in write_requests(incident.notebook, incident, store):
         outcome = pilot.submit(req)
         store.add_event(incident_id, "action_executed" if outcome.status == "executed" else "autonomy",
                         f"{req.summary}: {outcome.status} ({outcome.decision.mode}: {outcome.detail})"[:300],

@@ -199,3 +199,16 @@ class WorkItemRow(Base):
         UniqueConstraint("dedupe_key", name="uq_work_items_dedupe_key"),
         Index("ix_work_items_kind_state_id", "kind", "state", "id"),
     )
+
+
+class AuditCheckpointRow(Base):
+    """The keyed head of an action audit log (`seq`, `head` hash, `mac`), kept apart from the log
+    so a deleted tail or a truncated file is caught (incidentbook.actions.audit.StoreAnchor)."""
+
+    __tablename__ = "audit_checkpoints"
+
+    log: Mapped[str] = mapped_column(Text, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    head: Mapped[str] = mapped_column(String(64), nullable=False)
+    mac: Mapped[str] = mapped_column(String(64), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(nullable=False)

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: The newest Alembic revision. Opening a store already at it skips loading Alembic (most of the
 #: cost of opening a store in a fresh kernel); tests/incidents checks it matches the scripts.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0004"
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _ID_RE = re.compile(r"^INC-\d{8}-\d{4,}$")
 _WRITE = "incidentbook_write"

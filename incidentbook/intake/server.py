@@ -486,7 +486,11 @@ def _start_lab(home: Path, host: str, port: int) -> tuple[Any, str]:
 
     if os.geteuid() == 0:
         cmd.append("--allow-root")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    # The Approve pages of the action broker; the lab and its kernels get no write credentials.
+    from incidentbook.actions.broker import kernel_env
+
+    cmd.append("--ServerApp.jpserver_extensions=incidentbook.actions.labext=True")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=kernel_env(),
                             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
     return proc, f"http://{host}:{port}?token={token}"
 

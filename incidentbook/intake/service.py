@@ -87,6 +87,10 @@ class IntakeService:
         # Runbook kernels open the same store and workspace as this process.
         self._saved_home = os.environ.get("INCIDENTBOOK_HOME")
         os.environ.setdefault("INCIDENTBOOK_HOME", str(self.cfg.home))
+        # The action broker holds the write credentials; kernels started from here get none.
+        from incidentbook.actions.broker import start_in_process
+
+        self.broker = start_in_process(self.cfg, self.store)
         if self.run_runbooks and self.workers > 0 and self.warm:
             from incidentbook.runner.pool import KernelPool
 
@@ -175,6 +179,9 @@ class IntakeService:
             t.join(timeout=timeout)
         if self.pool is not None:
             self.pool.close()
+        if getattr(self, "broker", None) is not None:
+            self.broker.close()
+            self.broker = None
         if getattr(self, "_saved_home", "unset") is None:  # start() set it: leave no trace
             os.environ.pop("INCIDENTBOOK_HOME", None)
 
@@ -201,7 +208,8 @@ class IntakeService:
             esc = self._escalation()
             if esc is not None:
                 try:
-                    for page in escalate_unmitigated(esc, self.store, self.cfg.audit_log):
+                    log_ = self.broker.broker.audit if getattr(self, "broker", None) is not None else None
+                    for page in escalate_unmitigated(esc, self.store, self.cfg.audit_log, log=log_):
                         log.warning("escalated %s: not mitigated after %.0f min", page.incident_id, page.minutes_open)
                 except IncidentbookError as e:
                     log.error("escalation: %s", e)
@@ -342,7 +350,8 @@ class IntakeService:
         from incidentbook.autonomy.proposals import act_on_proposals
 
         try:
-            for out in act_on_proposals(self.cfg, self.store, incident_id):
+            broker = self.broker.broker if getattr(self, "broker", None) is not None else None
+            for out in act_on_proposals(self.cfg, self.store, incident_id, broker=broker):
                 log.warning("autonomy for %s: %s %s", incident_id, out.status, out.detail)
         except IncidentbookError as e:
             log.error("autonomy for %s: %s", incident_id, e)

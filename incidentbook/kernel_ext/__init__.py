@@ -35,7 +35,8 @@ def _one_line(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset:
 
 
 def _action_context(session: Any) -> Any:
-    from incidentbook.actions import ActionContext, current_user, load_actions_config
+    from incidentbook.actions import ActionContext, current_user
+    from incidentbook.actions.broker import BrokerClient, socket_path
 
     cfg = session.cfg
     labels = session.shell.user_ns.get("labels")
@@ -46,16 +47,13 @@ def _action_context(session: Any) -> Any:
             ns = session.store.get_incident(iid).namespace
         except Exception:  # the store being down must not hide the action's own error
             ns = ""
+    client = session.broker_client or BrokerClient(socket_path(cfg.home))
+    from incidentbook.kernel_ext.approve import show_approve_link
 
-    def record(kind: str, summary: str, data: dict[str, Any]) -> None:
-        if session.bound():
-            session.record(kind, summary, data, quiet=True)
-
-    return ActionContext(user=current_user(), headless=session.headless, audit_path=cfg.audit_log,
-                         config=session.actions_config or load_actions_config(cfg),
-                         incident_id=iid, default_namespace=ns,
-                         propose=lambda p: session.propose(p), record=record, show=print,
-                         executor_factory=session.executor_factory)
+    return ActionContext(user=current_user(), headless=session.headless or session.detect_headless(),
+                         broker=client.call, incident_id=iid, default_namespace=ns,
+                         proposal_id=session._cell_proposal, propose=lambda p: session.propose(p), show=print,
+                         show_approval=show_approve_link, audit_path=cfg.audit_log)
 
 
 def load_ipython_extension(ipython: Any) -> None:

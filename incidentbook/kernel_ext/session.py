@@ -16,11 +16,17 @@ from IPython.core.error import UsageError
 from incidentbook.errors import IncidentbookError
 from incidentbook.proposals import (
     HEADLESS_ENV,
+    classify,
     proposal_bundle,
     proposal_id_of,
     proposal_source,
     source_hash,
+    stricter_kind,
 )
+
+#: A proposal cell starting less than this long after the previous cell finished was run in a
+#: batch (Run All, "run all below"), not by a person deciding on it: it is not an approval.
+BULK_GAP_S = 0.3
 
 #: Set to 1 in the environment of a headless (papermill) kernel: proposals become output
 #: metadata and write actions raise ApprovalRequired.
@@ -53,11 +59,15 @@ class Session:
         self._telemetry_key: Any = None
         self._cell_started: float | None = None
         self._cell_proposal: str | None = None
+        self._last_cell_end: float | None = None
         self._warned = False
-        #: Builds the actions executor (None: a Kubernetes client from the [actions] settings).
-        self.executor_factory: Any = None
-        #: The [actions] policy (None: read from incidentbook.toml when an action runs).
-        self.actions_config: Any = None
+        #: The action broker's client (None: the workspace's socket, `<home>/broker.sock`).
+        self.broker_client: Any = None
+
+    @staticmethod
+    def detect_headless() -> bool:
+        """Whether the environment says nobody is at this kernel (checked again per action)."""
+        return detect_headless()
 
     # -- config, store, incident ---------------------------------------------------------------
     @property
@@ -198,6 +208,8 @@ class Session:
         p.setdefault("created", _iso(datetime.now(timezone.utc)))
         p.setdefault("hypothesis", None)
         src = proposal_source(p)
+        # The code decides its kind: a "read" that reaches ib.act, os or a file write is a write.
+        p["kind"] = stricter_kind(p.get("kind"), classify(src))
         entry = {**p, "source_hash": source_hash(src)}
         self.proposals[pid] = entry
         if self.bound():
@@ -222,8 +234,17 @@ class Session:
 
     # -- cell callbacks --------------------------------------------------------------------------
     def pre_run_cell(self, info: Any) -> None:
-        """Note the start; a proposal cell being run is the approval, recorded before it runs."""
-        self._cell_started = time.perf_counter()
+        """Note the start; a person running a read proposal is its approval, recorded before it runs.
+
+        Not an approval (recorded as `proposal_run` with the reason): a headless run, a cell run in
+        a batch right after the previous one (Run All), and any cell whose code writes: writes are
+        approved at the action broker, never by running a cell.
+        """
+        started = time.perf_counter()
+        # Only a kernel has a front end that can send a batch; a bare shell runs what it is given.
+        in_kernel = getattr(self.shell, "kernel", None) is not None
+        bulk = in_kernel and self._last_cell_end is not None and started - self._last_cell_end < BULK_GAP_S
+        self._cell_started = started
         self._cell_proposal = None
         raw = getattr(info, "raw_cell", "") or ""
         pid = proposal_id_of(raw)
@@ -236,18 +257,25 @@ class Session:
             how = "unknown"
         else:
             how = "verbatim" if known.get("source_hash") == h else "edited"
+        kind = stricter_kind((known or {}).get("kind", "read"), classify(raw))
+        headless = self.headless or detect_headless()
+        data = {"proposal_id": pid, "who": self.user, "when": _iso(datetime.now(timezone.utc)),
+                "verbatim": how == "verbatim", "how": how, "source_hash": h,
+                "proposed_hash": (known or {}).get("source_hash"), "kind": kind,
+                "headless": headless, "bulk": bulk}
+        why = ("headless run" if headless else "run in a batch (Run All)" if bulk
+               else "a write: it is approved at the action broker, not by running the cell" if kind == "write" else "")
+        if why:
+            self.record("proposal_run", f"proposal {pid} ran, not an approval: {why}", {**data, "why": why}, quiet=True)
+            return
         summary = f"{self.user} ran proposal {pid}" + ("" if how == "verbatim" else f" ({how})")
-        self.record("proposal_approved", summary, {
-            "proposal_id": pid, "who": self.user, "when": _iso(datetime.now(timezone.utc)),
-            "verbatim": how == "verbatim", "how": how, "source_hash": h,
-            "proposed_hash": (known or {}).get("source_hash"), "kind": (known or {}).get("kind", "read"),
-            "headless": self.headless,
-        }, quiet=True)
+        self.record("proposal_approved", summary, data, quiet=True)
 
     def post_run_cell(self, result: Any) -> None:
         """Record every executed cell with its duration and outcome."""
         started = self._cell_started
         self._cell_started = None
+        self._last_cell_end = time.perf_counter()
         if started is None or not self.bound():
             return
         duration = time.perf_counter() - started

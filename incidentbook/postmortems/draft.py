@@ -310,7 +310,10 @@ def went_well_md(events: list[Any]) -> tuple[str, str]:
     """Prompts for 'what went well' and 'what was hard', seeded with facts from the timeline."""
     ran = [e for e in events if e.kind == "runbook_finished"]
     failed = [e for e in events if e.kind == "runbook_failed"]
-    approved = [e for e in events if e.kind == "proposal_approved"]
+    from incidentbook.proposals import counts_as_approval
+
+    # Headless runs and Run All batches are not a person's decision; do not credit them as one.
+    approved = [e for e in events if counts_as_approval(e.kind, e.data or {})]
     well = []
     if ran:
         well.append(f"- The runbook had the evidence ready in {ran[0].data.get('duration_s', '?')} s.")

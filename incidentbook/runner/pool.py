@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -214,7 +213,9 @@ class KernelPool:
         from jupyter_client.manager import KernelManager
 
         km = KernelManager(kernel_name=self.kernel_name)
-        env = {**os.environ, HEADLESS_ENV: "1"}
+        from incidentbook.actions.broker import kernel_env
+
+        env = {**kernel_env(), HEADLESS_ENV: "1"}  # kernels never get write credentials
         km.start_kernel(env=env, extra_arguments=["--IPKernelApp.log_level=ERROR"])
         kc = km.client()
         kc.start_channels()

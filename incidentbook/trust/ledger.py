@@ -36,7 +36,13 @@ from incidentbook.postmortems.draft import (
     looks_like_hypothesis_id,
     resolve_root_cause,
 )
-from incidentbook.proposals import PROPOSAL_MIME, proposal_id_of, proposal_source, source_hash
+from incidentbook.proposals import (
+    PROPOSAL_MIME,
+    proposal_id_of,
+    proposal_source,
+    ran_by_person,
+    source_hash,
+)
 
 Fate = Literal["verbatim", "edited", "ignored", "refuted", "pending"]
 FATES: tuple[str, ...] = ("verbatim", "edited", "ignored", "refuted", "pending")
@@ -353,7 +359,8 @@ def incident_ledger(incident: Any, events: list[Any], notebook: Path | None = No
             if by is None and latest is not None and d.get("author", "incidentbook") == "incidentbook" and hyp:
                 by = latest
             offered_by.setdefault(pid, by or (NO_INVESTIGATOR, ""))
-        elif e.kind == "proposal_approved" and d.get("proposal_id"):
+        elif ran_by_person(e.kind, d) and d.get("proposal_id"):
+            # Headless runs and Run All batches are nobody's decision: they do not count.
             approvals.setdefault(str(d["proposal_id"]), []).append({**d, "_actor": e.actor})
         elif e.kind == "cell_executed" and d.get("proposal_id"):
             executions.setdefault(str(d["proposal_id"]), []).append(d)
@@ -440,7 +447,9 @@ def notebook_ledger(incident_id: str, nb: Any) -> Ledger:
             if isinstance(payload, dict) and "id" in payload:
                 proposals.setdefault(str(payload["id"]), payload)
         pid = proposal_id_of(cell.source)
-        if pid and cell.get("execution_count") is not None:
+        # A cell papermill executed ran headless: nobody decided to run it.
+        headless = bool((cell.get("metadata", {}).get("papermill") or {}).get("start_time"))
+        if pid and cell.get("execution_count") is not None and not headless:
             ran.setdefault(pid, []).append(cell)
     for pid, p in proposals.items():
         proposed = str(p.get("source") or proposal_source(p))

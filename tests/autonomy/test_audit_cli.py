@@ -20,8 +20,13 @@ def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    log = AuditLog(tmp_path / "audit.jsonl")
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A workspace whose audit log the broker wrote: keyed, with its checkpoint in the store."""
+    from incidentbook.actions.broker import audit_log_for
+    from incidentbook.config import load_config
+
+    monkeypatch.setenv("INCIDENTBOOK_HOME", str(tmp_path))
+    log = audit_log_for(load_config(start=tmp_path))
     for i in range(5):
         log.append("approved", user="alice", action_id=f"ACT-{i}", summary=f"restart shop/svc{i}")
     return tmp_path
@@ -63,16 +68,21 @@ def test_swapped_lines(home: Path) -> None:
 
 def test_autonomy_check_grant_and_veto_cli(home: Path) -> None:
     (home / "incidentbook.toml").write_text('[actions]\nenvironment = "staging"\n')
-    (home / "policy.toml").write_text('[[rules]]\nenvironment = "staging"\nmode = "cooldown"\ncooldown_s = 60\n')
-    proc = run(home, "autonomy", "check", "restart", "--severity", "warning", "--json")
+    (home / "policy.toml").write_text('[[rules]]\nenvironment = "staging"\nmode = "cooldown"\ncooldown_s = 60\n'
+                                      'author = "incidentbook"\ntarget = "shop/checkout"\n')
+    who = ("--author", "incidentbook", "--target", "shop/checkout")
+    assert json.loads(run(home, "autonomy", "check", "restart", "--severity", "warning", "--json").stdout)["mode"] \
+        == "propose"  # no author and target named: a person decides
+    proc = run(home, "autonomy", "check", "restart", "--severity", "warning", "--json", *who)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["mode"] == "cooldown"
     proc = run(home, "autonomy", "grant", "restart", "--environment", "staging", "--mode", "auto", "--for", "2h",
-               "--reason", "game day")
+               "--reason", "game day", *who)
     assert proc.returncode == 0, proc.stderr
-    d = json.loads(run(home, "autonomy", "check", "restart", "--json").stdout)
+    d = json.loads(run(home, "autonomy", "check", "restart", "--json", *who).stdout)
     assert d["mode"] == "auto" and d["grant"]
     assert AuditLog(home / "audit.jsonl").entries()[-1]["event"] == "autonomy_grant"
     proc = run(home, "autonomy", "veto", "AUTO-NOPE")
     assert proc.returncode == 2 and "no autonomous action AUTO-NOPE" in proc.stderr
-    assert run(home, "audit", "verify").returncode == 0
+    proc = run(home, "audit", "verify", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["keyed"] and json.loads(proc.stdout)["anchored"], proc.stdout

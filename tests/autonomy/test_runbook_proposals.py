@@ -1,6 +1,6 @@
 """A runbook's write proposal runs on its own only where policy.toml says so.
 
-The action goes through the guard to a loopback server speaking the kube-apiserver API
+The action goes through the broker to a loopback server speaking the kube-apiserver API
 (tests/actions/kubeapi.py), since no kube-apiserver binary can be installed here.
 """
 
@@ -54,6 +54,7 @@ def workspace(tmp_path: Path, kube: KubeAPI, policy: str, monkeypatch: pytest.Mo
 def test_cooldown_without_veto_runs_the_proposed_write(tmp_path: Path, kube: KubeAPI,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     cfg, store, inc = workspace(tmp_path, kube, '[[rules]]\nenvironment = "staging"\naction = "restart"\n'
+                                'author = "incidentbook"\ntarget = "shop/checkout"\n'
                                 'mode = "cooldown"\ncooldown_s = 0.3\n', monkeypatch)
     (out,) = act_on_proposals(cfg, store, inc.id)
     assert out.status == "executed", out.detail
@@ -62,6 +63,15 @@ def test_cooldown_without_veto_runs_the_proposed_write(tmp_path: Path, kube: Kub
     assert "autonomy_cooldown" in kinds and "action_executed" in kinds
     assert "cooldown_started" in [e["event"] for e in AuditLog(cfg.audit_log).entries()]
     assert verify(cfg.audit_log).ok
+
+
+def test_a_rule_that_does_not_name_the_author_runs_nothing(tmp_path: Path, kube: KubeAPI,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg, store, inc = workspace(tmp_path, kube, '[[rules]]\nenvironment = "staging"\naction = "restart"\n'
+                                'author = "claude:claude-sonnet-4-6"\ntarget = "shop/checkout"\n'
+                                'mode = "auto"\n', monkeypatch)
+    (out,) = act_on_proposals(cfg, store, inc.id)
+    assert out.status == "proposed" and kube.writes == []
 
 
 def test_default_policy_leaves_it_to_a_person(tmp_path: Path, kube: KubeAPI, monkeypatch: pytest.MonkeyPatch) -> None:

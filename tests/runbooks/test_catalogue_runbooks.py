@@ -109,7 +109,7 @@ def test_high_error_rate_points_at_the_bad_deploy(tmp_path: Path, scenarios: Any
     err = evidence(nb)["5xx error ratio"]
     assert err["before"] < 0.02 and err["after"] > 0.05, err
     rollback = [p for p in proposals(nb) if p["kind"] == "write"]
-    assert rollback and 'rollout_undo("catalog"' in rollback[0]["source"]
+    assert rollback and "rollout_undo('catalog'" in rollback[0]["source"]
 
 
 def test_oom_killed_shows_memory_at_the_limit_and_restarts(tmp_path: Path, scenarios: Any) -> None:
@@ -120,7 +120,7 @@ def test_oom_killed_shows_memory_at_the_limit_and_restarts(tmp_path: Path, scena
     assert mem["before"] < 0.8 and mem["worst"] > 0.95, mem
     assert ev["Container restarts (per pod)"]["worst"] > ev["Container restarts (per pod)"]["before"]
     assert "OOMKilled" in text(nb)
-    assert any('rollout_undo("cart"' in p["source"] for p in proposals(nb))
+    assert any("rollout_undo('cart'" in p["source"] for p in proposals(nb))
 
 
 def test_pod_crash_looping_shows_restarts_and_the_oom_reason(tmp_path: Path, scenarios: Any) -> None:
@@ -150,7 +150,7 @@ def test_db_connections_saturated_shows_the_full_pool(tmp_path: Path, scenarios:
     assert name == "db_connections_saturated"
     pool = evidence(nb)["Pool connections in use / max"]
     assert pool["before"] < 0.6 and pool["worst"] >= 0.9, pool
-    assert any('restart("inventory"' in p["source"] for p in proposals(nb))
+    assert any("restart('inventory'" in p["source"] for p in proposals(nb))
 
 
 def test_high_latency_shows_the_slow_dependency(tmp_path: Path, scenarios: Any) -> None:
