@@ -217,25 +217,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_scenario_list(args: argparse.Namespace) -> int:
     from incidentbook.scenarios import list_scenarios
+    from incidentbook.scenarios.fleet import list_fleet
 
     items = list_scenarios()
+    fleet = list_fleet()
     if args.json:
-        _print_json({"scenarios": [s.to_dict() for s in items]})
+        _print_json({"scenarios": [s.to_dict() for s in items] + [f.to_dict() for f in fleet]})
         return 0
-    print(_table([(s.name, s.fault_kind, s.root_cause_service, s.story) for s in items],
+    print(_table([(s.name, s.fault_kind, s.root_cause_service, s.story) for s in items]
+                 + [(f.name, f.fault_kind, f"(seed) · {f.dialect}", f.story) for f in fleet],
                  ["NAME", "FAULT", "ROOT CAUSE", "STORY"]))
     return 0
 
 
 def cmd_scenario_generate(args: argparse.Namespace) -> int:
     from incidentbook.scenarios import generate
+    from incidentbook.scenarios.fleet import PREFIX, generate_fleet
 
-    g = generate(args.name, Path(args.out), seed=args.seed, duration=args.duration)
+    truth = None
+    if args.name.startswith(PREFIX):  # the second generator (an LLM-serving stack); truth kept beside the bundle
+        print(f"generating {args.name} (seed {args.seed}) ...", file=sys.stderr)
+        g: Any = generate_fleet(args.name, Path(args.out), seed=args.seed, duration=args.duration)
+        truth = g.truth_path
+    else:
+        g = generate(args.name, Path(args.out), seed=args.seed, duration=args.duration)
     if args.json:
         _print_json({"scenario": args.name, "bundle": str(g.bundle_dir),
-                     "payloads": [str(p) for p in g.payloads]})
+                     "payloads": [str(p) for p in g.payloads], "truth": str(truth) if truth else None})
         return 0
     print(f"bundle: {g.bundle_dir}")
+    if truth:
+        print(f"truth:  {truth}  (evaluate: incidentbook eval {g.bundle_dir} --truth {truth})")
     for p in g.payloads:
         print(f"alert:  {p}")
     if g.payloads:
