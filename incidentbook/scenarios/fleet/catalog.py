@@ -320,9 +320,13 @@ def _exporter_state(ctx: _Ctx, flow: Flow, pods: dict[str, list[str]], host: str
 
 
 def _frame(series: list[tuple[str, dict[str, str], np.ndarray]], t: np.ndarray) -> pd.DataFrame:
-    ts = pd.to_datetime((t * 1000).astype("int64"), unit="ms", utc=True)
-    parts = [pd.DataFrame({"timestamp": ts, "metric": m, "labels": labels_key(lab), "value": v}) for m, lab, v in series]
-    return pd.concat(parts, ignore_index=True)
+    """The long-form metrics frame, built in one go (one small frame per series is slow)."""
+    keyed = sorted(((m, labels_key(lab), v) for m, lab, v in series), key=lambda x: (x[0], x[1]))
+    T = len(t)
+    ts = pd.to_datetime(np.tile((t * 1000).astype("int64"), len(keyed)), unit="ms", utc=True)
+    return pd.DataFrame({"timestamp": ts, "metric": np.repeat(np.array([k[0] for k in keyed], dtype=object), T),
+                         "labels": np.repeat(np.array([k[1] for k in keyed], dtype=object), T),
+                         "value": np.concatenate([k[2] for k in keyed]) if keyed else np.array([], dtype=float)})
 
 
 _MESSAGES = {200: "request completed", 429: "rate limit exceeded for api key", 500: "unhandled error",
