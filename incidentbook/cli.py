@@ -338,7 +338,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError:
         raise BadInput(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
     if args.compare or args.model or args.html or args.fail_under or any(
-            c in ("suite", "library", "redteam") or not Path(c).exists() for c in args.cases):
+            c in ("suite", "library", "redteam", "fleet", "fleet-heldout") or not Path(c).exists() for c in args.cases):
         return _eval_extended(args, seeds)
     what = (f"{len(args.cases)} case(s)" if args.cases
             else f"the scenario suite at seeds {','.join(map(str, seeds))}")
@@ -371,7 +371,7 @@ def _eval_extended(args: argparse.Namespace, seeds: list[int]) -> int:
     gates = parse_gates(args.fail_under or [])
     cfg = _config(args)
     with tempfile.TemporaryDirectory(prefix="incidentbook-eval-") as tmp:
-        cases = resolve_cases(args.cases, cfg, Path(tmp), seeds, args.scenario)
+        cases = resolve_cases(args.cases, cfg, Path(tmp), seeds, args.scenario, seeds if args.seeds else None)
         who = " vs ".join(args.compare) if args.compare else args.investigator
         print(f"evaluating {who} on {len(cases)} case(s) ...", file=sys.stderr)
         try:
@@ -824,7 +824,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "given seeds.")
     p.add_argument("cases", nargs="*", metavar="CASES",
                    help="bundle directories, library entries or archived incident ids, or: suite (default), "
-                        "library (every archived incident), redteam (injected-instruction cases)")
+                        "library (every archived incident), redteam (injected-instruction cases), fleet (the "
+                        "second generator's LLM-serving scenarios), fleet-heldout (the same at held-out seeds)")
     p.add_argument("--investigator", default="rules", metavar="NAME", help="investigator to score (default: rules)")
     p.add_argument("--truth", metavar="FILE|DIR",
                    help="ground truth kept outside the bundles: a JSON/JSONL file of {case, root_cause_service, "

@@ -109,6 +109,17 @@ class EvalReport:
         return {"cases": len(judged), "cases_with_gaps": len(gaps), "services": services, "readable": readable,
                 "readable_share": round(readable / services, 3) if services else None, "no_red": gaps}
 
+    def by_scenario(self) -> dict[str, dict[str, Any]]:
+        """Totals per scenario, for cases named `<scenario>-s<seed>` (generated suites)."""
+        import re
+
+        groups: dict[str, list[CaseResult]] = {}
+        for c in self.cases:
+            groups.setdefault(re.sub(r"-s\d+$", "", c.case), []).append(c)
+        return {g: {"cases": len(cs), "ac1": _share(cs, 1), "ac3": _share(cs, 3), "ac1_service": _share_service(cs, 1),
+                    "false_alarms": sum(1 for c in cs if not c.is_incident and c.rank is None)}
+                for g, cs in groups.items()}
+
     @property
     def mean_rank(self) -> float:
         """Mean rank of the right hypothesis (a miss counts as MISS_RANK)."""
@@ -149,7 +160,7 @@ class EvalReport:
                 "ac1_service": self.ac1_service, "ac3_service": self.ac3_service,
                 "false_alarms": self.false_alarms,
                 "planned": sum(1 for c in self.cases if not c.is_incident),
-                "coverage": self.coverage,
+                "coverage": self.coverage, "by_scenario": self.by_scenario(),
                 "seconds_mean": round(sum(secs) / len(secs), 3) if secs else 0.0,
                 "seconds_max": round(max(secs), 3) if secs else 0.0}
 

@@ -263,7 +263,7 @@ def derive_window(start: pd.Timestamp, end: pd.Timestamp, onset: pd.Timestamp | 
 def build_long_form_bundle(frame: pd.DataFrame, out: str | Path, topology: Mapping[str, list[str]] | None = None,
                            *, onset: Any = None, alerts_dir: str | Path | None = None,
                            changes: Iterable[Mapping[str, Any]] = (), namespace: str = "",
-                           source: str = "import:long-form") -> Path:
+                           source: str = "import:long-form", overwrite: bool = False) -> Path:
     """Write a bundle at `out` from a validated long-form frame (see `read_long_form`)."""
     out = Path(out)
     label_cols = [c for c in frame.columns if c.startswith("label:")]
@@ -306,7 +306,7 @@ def build_long_form_bundle(frame: pd.DataFrame, out: str | Path, topology: Mappi
                                 "topology": {k: list(v) for k, v in (topology or {}).items()}, "namespace": namespace,
                                 "source": source, "scrape_interval_s": step, "ground_truth": None,
                                 "window_from": why}
-    if out.exists() and any(out.iterdir()):
+    if not overwrite and out.exists() and any(out.iterdir()):
         raise BadInput(f"{out} exists and is not empty; remove it or choose another --out")
     write_bundle(out, manifest, metrics, changes=list(changes))
     if payloads:

@@ -82,6 +82,11 @@ _SCENARIOS = [
     FleetScenario("fleet-maintenance", "planned", "planned_maintenance",
                   "a planned database minor-version upgrade restarts postgres; a short error blip (not an incident)",
                   is_incident=False),
+    FleetScenario("fleet-cw-latency", "cloudwatch", "slow_dependency",
+                  "CloudWatch/X-Ray shape (latency Average/p50..p99, requests Sum, availability %, call graph, no alerts): "
+                  "one node gets slow"),
+    FleetScenario("fleet-cw-errors", "cloudwatch", "error_injection",
+                  "CloudWatch/X-Ray shape: one node fails a share of its requests; availability drops up the chain"),
 ]
 
 
@@ -458,6 +463,10 @@ def _window(seed: int, secs: float) -> np.ndarray:
 def generate_fleet(name: str, out_dir: str | Path, seed: int = 0, duration: float | str | None = None) -> FleetGenerated:
     """Generate fleet scenario `name` into `out_dir` (bundle, `alerts/`, and `truth.json` beside the manifest)."""
     info = get_fleet(name)
+    if info.dialect == "cloudwatch":
+        from incidentbook.scenarios.fleet.cloudwatch import generate_cloudwatch
+
+        return generate_cloudwatch(name, out_dir, seed)  # type: ignore[no-any-return]
     secs = _duration(duration)
     t = _window(seed, secs)
     rng = _rng(seed, name, 7)
