@@ -93,6 +93,10 @@ def _times(col: pd.Series, where: str) -> pd.Series:
         row = int(np.flatnonzero(empty.to_numpy())[0]) + 2  # 1-based, after the header
         raise BadInput(f"{where}: row {row}: timestamp is empty; every row needs a time (unix seconds or ISO 8601)")
     num = pd.to_numeric(col, errors="coerce")
+    if num.notna().any() and num.isna().any():  # unix times with a stray text value in between
+        row = int(np.flatnonzero(num.isna().to_numpy())[0])
+        raise BadInput(f"{where}: row {row + 2}: cannot read timestamp {str(col.iloc[row])[:40]!r}; "
+                       "the column holds unix times, so write this one as a unix time too")
     if num.notna().all():
         if not np.isfinite(num.to_numpy(dtype=float)).all():
             raise BadInput(f"{where}: a timestamp is not finite; use unix seconds or ISO 8601")
