@@ -103,11 +103,16 @@ class EvalReport:
     def coverage(self) -> dict[str, Any]:
         """Totals of the cases' coverage: cases with unreadable services, and those services."""
         judged = [c for c in self.cases if c.coverage]
-        gaps = {f"{c.case}": list(c.coverage.get("no_red", [])) for c in judged if c.coverage.get("no_red")}
+        unread: dict[str, int] = {}
+        for c in judged:
+            for svc in c.coverage.get("no_red", []):
+                unread[svc] = unread.get(svc, 0) + 1
         services = sum(int(c.coverage.get("services", 0)) for c in judged)
         readable = sum(int(c.coverage.get("readable", 0)) for c in judged)
-        return {"cases": len(judged), "cases_with_gaps": len(gaps), "services": services, "readable": readable,
-                "readable_share": round(readable / services, 3) if services else None, "no_red": gaps}
+        return {"cases": len(judged), "cases_with_gaps": sum(1 for c in judged if c.coverage.get("no_red")),
+                "services": services, "readable": readable,
+                "readable_share": round(readable / services, 3) if services else None,
+                "no_red": dict(sorted(unread.items(), key=lambda kv: (-kv[1], kv[0])))}  # service -> cases unreadable in
 
     def by_scenario(self) -> dict[str, dict[str, Any]]:
         """Totals per scenario, for cases named `<scenario>-s<seed>` (generated suites)."""

@@ -16,7 +16,7 @@ from incidentbook.telemetry.bundle import open_bundle, to_utc
 from incidentbook.telemetry.replay import ReplaySource
 
 SEED = 4
-DURATION = "100min"
+DURATION = "90min"
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,8 @@ def test_every_scenario_replays_with_truth_outside_the_manifest(fleet: dict[str,
         if truth["root_cause_service"] in b.services:
             assert truth["root_cause_service"] in b.topology, name
         src = ReplaySource(bundle)
-        up = src.query_range("sum(rate(container_cpu_usage_seconds_total[5m]))", start, end, step=300)
+        metric = "requests" if name.startswith("fleet-cw-") else "container_cpu_usage_seconds_total"
+        up = src.query_range(f"sum(rate({metric}[5m]))" if metric.endswith("_total") else f"sum({metric})", start, end, step=300)
         assert len(up) > 0, name
 
 
@@ -129,3 +130,37 @@ def test_seeds_vary_names_onsets_and_dialects(tmp_path: Path) -> None:
         m = open_bundle(g.bundle_dir).manifest
         seen.add((tuple(m["services"]), g.truth["onset"], g.truth["root_cause_service"]))
     assert len(seen) == 4
+
+
+def test_cloudwatch_shape_has_statistics_call_graph_and_remote_nodes(fleet: dict[str, Path]) -> None:
+    for name in ("fleet-cw-latency", "fleet-cw-errors"):
+        bundle = fleet[name]
+        b = open_bundle(bundle)
+        truth = _truth(bundle)
+        assert not (bundle / "alerts").exists()  # the exported shape has no alerts: the window is placed from the onset
+        start, end = b.window
+        assert start + (end - start) / 2 <= to_utc(truth["onset"])
+        assert any(s.endswith("_remote") for s in b.services)
+        src = ReplaySource(bundle)
+        stats = set(src.query_range(f'latency{{service="{truth["root_cause_service"]}"}}', start, end, step=600).get("statistic", []))
+        assert {"Average", "p50", "p90", "p95", "p99"} <= stats
+        metric = "latency" if truth["fault_kind"] == "slow_dependency" else "availability"
+        stat = "p99" if metric == "latency" else "Average"
+        df = _series(src, f'{metric}{{service="{truth["root_cause_service"]}",statistic="{stat}"}}', bundle)
+        before, after = _before_after(df, truth["onset"])
+        assert (after > 3 * before) if metric == "latency" else (after < before - 10)
+
+
+def test_cli_lists_both_generators_and_writes_truth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from incidentbook.cli import main
+
+    assert main(["scenario", "list", "--json"]) == 0
+    names = [s["name"] for s in json.loads(capsys.readouterr().out)["scenarios"]]
+    assert "kv-cache-break" in names and "fleet-vendor-outage" in names and "fleet-cw-latency" in names
+    assert main(["scenario", "generate", "fleet-vendor-outage", str(tmp_path / "v"), "--seed", "5", "--duration", "90min", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    truth = json.loads(Path(doc["truth"]).read_text())
+    assert truth["root_cause_service"] not in open_bundle(doc["bundle"]).services  # the vendor has no series of its own
+    assert doc["payloads"]
+    assert main(["scenario", "generate", "fleet-nope", str(tmp_path / "n")]) == 2
+    assert "no fleet scenario named 'fleet-nope'" in capsys.readouterr().err
