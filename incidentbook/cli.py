@@ -338,7 +338,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError:
         raise BadInput(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
     if args.compare or args.model or args.html or args.fail_under or any(
-            c in ("suite", "library", "redteam", "fleet", "fleet-heldout") or not Path(c).exists() for c in args.cases):
+            c in ("suite", "library", "redteam", "fleet", "fleet-heldout") or not (Path(c) / "manifest.json").is_file()
+            for c in args.cases):
         return _eval_extended(args, seeds)
     what = (f"{len(args.cases)} case(s)" if args.cases
             else f"the scenario suite at seeds {','.join(map(str, seeds))}")

@@ -115,3 +115,25 @@ def test_truth_dir_without_a_case_file(tmp_path: Path) -> None:
     d.mkdir()
     with pytest.raises(BadInput, match="no truth for case 'c'; add"):
         load_truth(d, [tmp_path / "c"])
+
+
+def test_a_directory_of_imported_bundles_with_truth_beside(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two CloudWatch-shaped long-form imports; `truth.json` beside each manifest is their truth."""
+    import pandas as pd
+
+    from incidentbook.telemetry.importers import import_long_form
+
+    t0 = 1767225600
+    rows = [(t0 + 60 * i, svc, "latency", "p99", 0.05 * (10 if svc == "db" and i >= 60 else 1))
+            for i in range(100) for svc in ("front", "db")]
+    src = tmp_path / "m.csv"
+    pd.DataFrame(rows, columns=["timestamp", "service", "metric", "statistic", "value"]).to_csv(src, index=False)
+    topo = tmp_path / "t.json"
+    topo.write_text('{"front": ["db"]}')
+    parent = tmp_path / "cases"
+    for name in ("a", "b"):
+        out = import_long_form(src, parent / name, topo, onset=t0 + 3600)
+        (out / "truth.json").write_text(json.dumps({"root_cause_service": "db", "fault_kind": "slow_dependency"}))
+    code, doc = _eval([str(parent), "--score", "service"], capsys)
+    assert code == 0 and [c["case"] for c in doc["cases"]] == ["a", "b"]
+    assert all(c["expected"] == "db:slow_dependency" and c["score"] == "service" for c in doc["cases"])
