@@ -305,7 +305,8 @@ def _bundle_import_long(args: argparse.Namespace) -> int:
     else:
         out = _config(args).home / "bundles" / Path(args.path).stem
     print(f"importing {args.path} as a bundle at {out} ...", file=sys.stderr)
-    import_long_form(args.path, out, args.topology, onset=args.onset, truth=args.truth, alerts_dir=args.alerts,
+    kind = {"long-csv": "csv", "long-parquet": "parquet"}.get(args.format)
+    import_long_form(args.path, out, args.topology, kind=kind, onset=args.onset, truth=args.truth, alerts_dir=args.alerts,
                      changes=args.changes, namespace=args.namespace or "")
     b = open_bundle(out)
     if args.json:

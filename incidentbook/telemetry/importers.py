@@ -59,13 +59,17 @@ def check_name(value: Any, where: str, field: str) -> str:
     return s
 
 
-def read_long_form(path: str | Path) -> pd.DataFrame:
-    """Read and validate a long-form metrics file (.csv, .parquet); BadInput names the row and field."""
+def read_long_form(path: str | Path, kind: str | None = None) -> pd.DataFrame:
+    """Read and validate a long-form metrics file; BadInput names the row and field.
+
+    `kind`: "csv" or "parquet"; by default the file's extension decides (.parquet/.pq, else CSV).
+    """
     p = Path(path)
     if not p.is_file():
         raise BadInput(f"{p} does not exist; give the long-form metrics file (CSV or Parquet)")
+    kind = kind or ("parquet" if p.suffix.lower() in (".parquet", ".pq") else "csv")
     try:
-        if p.suffix.lower() in (".parquet", ".pq"):
+        if kind == "parquet":
             df = pd.read_parquet(p)
         else:
             df = pd.read_csv(p, dtype={"service": "string", "metric": "string", "statistic": "string"},
@@ -344,14 +348,14 @@ def read_changes(path: str | Path | None) -> list[dict[str, Any]]:
 
 
 def import_long_form(path: str | Path, out: str | Path, topology: str | Path | None = None, *,
-                     onset: Any = None, truth: str | Path | None = None, alerts_dir: str | Path | None = None,
+                     kind: str | None = None, onset: Any = None, truth: str | Path | None = None, alerts_dir: str | Path | None = None,
                      changes: str | Path | None = None, namespace: str = "") -> Path:
     """Convert a long-form metrics file (+ topology, alerts, changes) into a bundle at `out`.
 
     The onset that places the baseline comes from `onset`, else the `onset` of the case's truth
     record in `truth` (the case is `out`'s directory name), else the first alert in `alerts_dir`.
     """
-    frame = read_long_form(path)
+    frame = read_long_form(path, kind)
     topo = read_topology(topology)
     if onset is None and truth is not None:
         from incidentbook.evals.truth import find_truth
