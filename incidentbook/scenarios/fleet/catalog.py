@@ -484,6 +484,8 @@ def generate_fleet(name: str, out_dir: str | Path, seed: int = 0, duration: floa
     alerts = _alerts(ctx, flow, state)
     window_end = float(t[-1]) + STEP_S
     out = Path(out_dir)
+    for stale in (out / "alerts").glob("*.json"):  # a re-generation must not keep another run's pages
+        stale.unlink()
     payloads = build_notifications(alerts, window_end)
     paths = write_notifications(payloads, out / "alerts")
     case = out.name
