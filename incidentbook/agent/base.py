@@ -131,6 +131,8 @@ class InvestigationContext:
     namespace: str = ""
     question: str = ""
     history: Any = None  # postmortem library search API, when present
+    # The signal catalogue (built-in dialects + [signals.*] mappings); None: the built-in one.
+    catalogue: Any = None
     # Called as each hypothesis / proposal is found, so a board can fill while the investigation runs.
     on_hypothesis: Callable[[Hypothesis], None] | None = None
     on_proposal: Callable[[Proposal], None] | None = None

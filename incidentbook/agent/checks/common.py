@@ -14,6 +14,13 @@ from incidentbook.agent.base import Evidence, InvestigationContext
 from incidentbook.analysis.anomaly import Anomaly, score_anomaly
 from incidentbook.telemetry.base import METRIC_FRAME_FIXED, QueryResult
 from incidentbook.telemetry.bundle import iso, to_utc
+from incidentbook.telemetry.signals import (
+    Catalogue,
+    Discovery,
+    Resolved,
+    listing_query,
+    map_service,
+)
 
 # Labels that name a workload, most specific first. `pod`/`instance` carry suffixes or ports.
 EXACT_LABELS = ("service", "job", "app", "app_kubernetes_io_name", "container", "deployment",
@@ -48,6 +55,8 @@ class Probe:
         self.errors: list[str] = []
         self.services = list(ctx.services) or sorted(set(ctx.topology) | {d for v in ctx.topology.values() for d in v})
         self._names: set[str] | None = None
+        self._discovery: Discovery | None = None
+        self.catalogue: Catalogue = getattr(ctx, "catalogue", None) or Catalogue()
         self.cache: dict[str, Any] = {}  # results several checks share (one query, not two)
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -84,18 +93,56 @@ class Probe:
         return res.data if res.ok and res.data is not None else pd.DataFrame()
 
     def metric_names(self) -> set[str]:
-        """Metric names the source knows (one grouped instant query; empty if unsupported)."""
+        """Metric names the source knows (from the discovery listing; empty if unsupported)."""
         if self._names is None:
-            names: set[str] = set()
-            for q in ('count by (__name__) ({__name__=~".+"})', 'group by (__name__) ({__name__=~".+"})'):
+            self.discovery()
+        return self._names or set()
+
+    def discovery(self) -> Discovery:
+        """Which dialect each service speaks, from one series listing (cached per investigation)."""
+        if self._discovery is None:
+            listing = pd.DataFrame()
+            span = max(int((self.end - self.start).total_seconds()), 60)
+            base = listing_query()
+            # last_over_time keeps series that stopped before the window's end (a crashed service)
+            wide = base.replace('({__name__=~".+"})', f'(last_over_time({{__name__=~".+"}}[{span}s]))')
+            for q in (wide, base):
                 res = self._call("query", q, self.end)
                 if res.ok and res.data is not None and "__name__" in res.data.columns:
-                    names = set(res.data["__name__"].astype(str))
+                    listing = res.data
                     break
-            if names:  # discovery worked: forget the failed attempts
+            if not listing.empty:  # discovery worked: forget the failed attempts
                 self.errors = [e for e in self.errors if "__name__" not in e]
-            self._names = names
-        return self._names
+                self._names = set(listing["__name__"].astype(str))
+            self._discovery = self.catalogue.discover(listing, self.services)
+        return self._discovery
+
+    def signal_frames(self, signal: str) -> list[tuple[str, Resolved, pd.DataFrame, list[str]]]:
+        """Range results answering `signal`: one query per dialect in use, with the services it covers."""
+        key = f"signal:{signal}"
+        if key not in self.cache:
+            out = []
+            for q, r, svcs in self.discovery().query_all(signal):
+                out.append((q, r, self.range(q), svcs))
+            self.cache[key] = out
+        frames: list[tuple[str, Resolved, pd.DataFrame, list[str]]] = self.cache[key]
+        return frames
+
+    def signal(self, signal: str, agg: str = "sum") -> dict[str, pd.Series]:
+        """One time series per service for a catalogue signal (services without it are absent)."""
+        out: dict[str, pd.Series] = {}
+        for _, r, df, svcs in self.signal_frames(signal):
+            for svc, s in self.per_service(df, agg, label=r.label, only=svcs).items():
+                out.setdefault(svc, s)
+        return out
+
+    def signal_query(self, signal: str, service: str | None = None) -> str:
+        """The query(ies) behind a signal, for evidence (one service's, or every dialect's)."""
+        d = self.discovery()
+        if service is not None:
+            r = d.resolved(service, signal)
+            return r.query() if r is not None else ""
+        return "\n".join(q for q, _, _ in d.query_all(signal))
 
     def has_metric(self, *patterns: str) -> list[str]:
         """Known metric names matching any regex in `patterns` (all if discovery is unavailable)."""
@@ -107,15 +154,24 @@ class Probe:
         """The service a series belongs to, from its workload labels."""
         return service_of(labels, self.services)
 
-    def per_service(self, df: pd.DataFrame, agg: str = "sum") -> dict[str, pd.Series]:
-        """Group a long frame's series by service into one time series each."""
+    def per_service(self, df: pd.DataFrame, agg: str = "sum", label: str = "",
+                    only: Sequence[str] | None = None) -> dict[str, pd.Series]:
+        """Group a long frame's series by service into one time series each.
+
+        `label` names the label that carries the service in this dialect (tried first); `only`
+        keeps just those services (the ones this dialect answers for).
+        """
         if df.empty:
             return {}
         label_cols = [c for c in df.columns if c not in METRIC_FRAME_FIXED]
         keys = df[label_cols].astype(str).drop_duplicates() if label_cols else pd.DataFrame()
         svc_by_key: dict[tuple[str, ...], str | None] = {}
+        allowed = set(only) if only is not None else None
         for row in keys.itertuples(index=False):
-            svc_by_key[tuple(row)] = self.service_of(dict(zip(label_cols, row)))
+            labels = dict(zip(label_cols, row))
+            svc = map_service(labels.get(label, ""), self.services) if label else None
+            svc = svc or self.service_of(labels)
+            svc_by_key[tuple(row)] = svc if allowed is None or svc in allowed else None
         svc = [svc_by_key.get(tuple(r)) for r in df[label_cols].astype(str).itertuples(index=False)] if label_cols else [None] * len(df)
         d = df.assign(_svc=svc).dropna(subset=["_svc"])
         out = {}
