@@ -151,6 +151,9 @@ class Investigation(_Serialisable):
     started: str = field(default_factory=_now)
     duration_s: float = 0.0
     usage: dict[str, Any] = field(default_factory=dict)  # tokens, cost for model investigators
+    # Which services had readable signals (telemetry.signals.Discovery.coverage): the reason
+    # behind a quiet board, and the `coverage` field of `eval --json`.
+    coverage: dict[str, Any] = field(default_factory=dict)
 
     @property
     def proposals(self) -> list[Proposal]:

@@ -39,9 +39,10 @@ from incidentbook.agent.checks import cache, certs, clients, disk, logs, saturat
 from incidentbook.agent.checks import changes as change_check
 from incidentbook.agent.checks.common import Finding, Probe, baseline_end, first
 from incidentbook.agent.checks.context import explains_load, planned_events
-from incidentbook.agent.checks.http import Red, check_red, code_mix
+from incidentbook.agent.checks.http import Red, check_probes, check_red, code_mix
 from incidentbook.analysis.ranking import callees, callers, place, position
 from incidentbook.telemetry.bundle import iso
+from incidentbook.telemetry.signals import coverage_message
 
 #: How much a specific signal says about its fault kind (weights of the evidence, 0..1).
 KIND_WEIGHT = {
@@ -49,7 +50,7 @@ KIND_WEIGHT = {
     "abuse": 0.85, "cpu_throttling": 0.75, "bad_deploy": 0.7, "config_change": 0.7, "feature_flag": 0.7,
     "slow_dependency": 0.5, "unknown": 0.2,
 }
-FAILURE_SIGNALS = ("5xx ratio", "p95 latency")
+FAILURE_SIGNALS = ("5xx ratio", "p95 latency", "probe failing")
 #: Saturation a deploy, config edit or flag flip on the same service commonly causes.
 CHANGE_CAUSABLE = {"db_pool_exhaustion", "cpu_throttling"}
 
@@ -91,13 +92,30 @@ class RulesInvestigator:
     def _investigate(self, ctx: InvestigationContext, p: Probe, inv: Investigation) -> None:
         cut = baseline_end(ctx)
         inv.notes.append(f"baseline {iso(p.start)} .. {iso(cut)}; incident window {iso(cut)} .. {iso(p.end)}")
-        topo = {k: list(v) for k, v in ctx.topology.items()}
+        topo = p.topology()
+        found = {k: [d for d in v if d not in ctx.topology.get(k, [])] for k, v in topo.items()}
+        found = {k: v for k, v in found.items() if v}
+        if found:
+            inv.notes.append("call graph from the metrics: " + "; ".join(
+                f"{k} -> {', '.join(v)}" for k, v in sorted(found.items())[:12]))
+        if p.external:
+            inv.notes.append("dependencies with no series of their own (read from their callers and probes): "
+                             + ", ".join(sorted(p.external)))
         events = p.table("events")
         changes = p.table("changes", p.start - pd.Timedelta("1h"), p.end)
         planned = [e for e in planned_events(p.table("context"), p.start, p.end) if explains_load(e)]
 
+        coverage = p.discovery().coverage()
+        gap = coverage_message(coverage)
+        if gap:
+            inv.notes.append(gap)
+        elif not coverage.get("listed", True):
+            inv.notes.append("the metrics source could not list its series: signals were not discovered "
+                             "(check %sources)")
+        inv.coverage = coverage
         red = check_red(p, cut)
         findings: list[Finding] = list(red.findings)
+        findings += check_probes(p, cut)
         findings += saturation.check_throttling(p, cut)
         findings += saturation.check_memory(p, cut, events)
         findings += saturation.check_pools(p, cut)
@@ -149,10 +167,13 @@ class RulesInvestigator:
             if conf < self.min_confidence and i > 0:
                 continue
             h = self._hypothesis(p, i, c, conf, topo, by_svc, (iso(p.start), iso(p.end)))
+            _mark_symptom(h, inv.hypotheses, placement, topo)
             _similar(ctx, h, inv.errors)
             inv.hypotheses.append(h)
         if not inv.hypotheses:
-            inv.notes.append("no service left its baseline: nothing to explain in this window")
+            read = coverage["readable"]
+            inv.notes.append(f"no service left its baseline: nothing to explain in this window "
+                             f"({read} of {coverage['services']} services had a readable error or latency signal)")
 
     # ------------------------------------------------------------------------------------------
     def _explain_load(self, findings: list[Finding], red: Red, cost: dict[str, float],
@@ -387,6 +408,20 @@ class RulesInvestigator:
 PLANNED_SLACK = pd.Timedelta("45min")  # launches ramp up before their announced start
 
 
+def _mark_symptom(h: Hypothesis, above: list[Hypothesis], placement: dict[str, Any],
+                  topo: dict[str, list[str]]) -> None:
+    """A service whose anomaly a higher-ranked cause explains is its symptom, not a second root."""
+    pl = placement.get(h.service)
+    if pl is None or pl.is_root:
+        return
+    for top in above:
+        if top.role == "cause" and top.service != h.service and top.service in pl.explained_by:
+            h.role = "symptom"
+            h.position = position(topo, top.service, h.service)  # type: ignore[assignment]
+            h.statement += f" - a symptom of {top.service} ({top.id}): it went bad no earlier than {top.service}"
+            return
+
+
 def _covers(planned: list[dict[str, Any]], t: pd.Timestamp | None, slack: pd.Timedelta = PLANNED_SLACK) -> bool:
     """Whether a planned event is running at `t` (events may start a little after their traffic)."""
     if t is None:
@@ -398,7 +433,7 @@ def _severe(f: Finding) -> bool:
     """Whether an anomaly is strong enough to make callers fail (and so explain their symptoms)."""
     if f.strength < 0.2 or "load_driven" in f.detail:
         return False
-    if f.signal == "5xx ratio":
+    if f.signal in ("5xx ratio", "probe failing"):
         return True
     if f.signal == "p95 latency":
         return float(f.detail.get("ratio", 0)) >= 3

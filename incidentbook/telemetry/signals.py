@@ -78,6 +78,9 @@ DISCRIMINATORS = ("code", "status", "response_code", "grpc_code", "http_response
                   "resource", "state", "db_client_connection_state", "envoy_response_code_class",
                   "envoy_cluster_name", "command", "consumergroup", "persistentvolumeclaim", "mountpoint",
                   "pod", "namespace", "instance")
+#: Labels naming the other end of a call (topology discovery, dependencies with no series).
+PEER_LABELS = ("source_workload", "client", "server", "server_address", "peer_service", "net_peer_name",
+               "dst_deployment")
 #: Workload labels cluster-level exporters group by (mapped to a service by pod name).
 WORKLOAD = ("namespace", "pod", "container")
 
@@ -277,12 +280,12 @@ BUILTIN: tuple[Dialect, ...] = (
                 {"latency_p95": [T(_hist("$m0"), "nginx_ingress_controller_request_duration_seconds_bucket")]})),
     Dialect("cloudwatch", "per-node latency{statistic} / requests / availability (CloudWatch-style)",
             ("service", "node", "name", "job", "app"), {
-                "requests": [T('sum by ($by) ($m0{$sel, statistic=~"(?i)sum"})', "requests{statistic}"),
+                "requests": [T('sum by ($by) ($m0{$sel, statistic=~"Sum|sum|SUM"})', "requests{statistic}"),
                              T("sum by ($by) ($m0{$sel})", "requests")],
-                "error_ratio": [T('clamp_min(1 - avg by ($by) ($m0{$sel, statistic=~"(?i)average|avg"}) / 100, 0)',
+                "error_ratio": [T('clamp_min(1 - avg by ($by) ($m0{$sel, statistic=~"Average|average|avg|Avg|AVERAGE"}) / 100, 0)',
                                   "availability{statistic}"),
                                 T("clamp_min(1 - avg by ($by) ($m0{$sel}) / 100, 0)", "availability")],
-                "latency_p95": [T('max by ($by) ($m0{$sel, statistic=~"(?i)p95"})', "latency{statistic}"),
+                "latency_p95": [T('max by ($by) ($m0{$sel, statistic=~"p95|P95"})', "latency{statistic}"),
                                 T("max by ($by) ($m0{$sel})", "latency", note="single statistic")]}),
     Dialect("cadvisor", "cAdvisor container metrics", _APP + ("pod",), {
         "cpu_throttling": [T("sum by ($by) (rate($m0{$sel}[2m])) / sum by ($by) (rate($m1{$sel}[2m]))",
@@ -309,6 +312,13 @@ BUILTIN: tuple[Dialect, ...] = (
     Dialect("blackbox", "blackbox exporter probes", ("service", "app", "job", "instance", "target"), {
         "cert_expiry": [T("min by ($by) ($m0{$sel})", "probe_ssl_earliest_cert_expiry")],
         "probe_success": [T("min by ($by) ($m0{$sel})", "probe_success")]}),
+    # Last: the caller's view of a server (how a dependency with no series of its own is read).
+    Dialect("client", "client-side metrics naming their server (server_address, peer_service, envoy_cluster_name)",
+            ("server_address", "peer_service", "net_peer_name", "envoy_cluster_name"), _merge(
+                _red("http_client_request_duration_seconds_count", "http_response_status_code", "5.."),
+                {"latency_p95": [T(_hist("$m0"), "http_client_request_duration_seconds_bucket")]},
+                _red("envoy_cluster_upstream_rq_xx", "envoy_response_code_class", "5"),
+                {"latency_p95": [T(_hist("$m0", "1000"), "envoy_cluster_upstream_rq_time_bucket")]})),
 )
 
 
@@ -410,7 +420,7 @@ def render(query: str, sel: str, by: str, metrics: Sequence[str]) -> str:
 
 def listing_query() -> str:
     """The one series listing discovery needs: metric names with their workload labels."""
-    return f"group by (__name__, {', '.join(dict.fromkeys(SERVICE_LABELS + DISCRIMINATORS))}) " \
+    return f"group by (__name__, {', '.join(dict.fromkeys(SERVICE_LABELS + DISCRIMINATORS + PEER_LABELS))}) " \
            '({__name__=~".+"})'
 
 
@@ -421,12 +431,13 @@ def map_service(value: str, services: Iterable[str]) -> str | None:
         return None
     if value in known:
         return value
-    host = re.sub(r"^[a-z]+://", "", value).split(":")[0].split("/")[0]
+    v = value.split("|")[-1] if "|" in value else value  # Envoy cluster names: outbound|443||host
+    host = re.sub(r"^[a-z]+://", "", v).split("/")[0].split(":")[0]
+    if host in known:
+        return host
     first_part = host.split(".")[0]
     if first_part in known:
         return first_part
-    if host in known:
-        return host
     return max((s for s in known if first_part.startswith(s + "-")), key=len, default=None)
 
 
@@ -604,6 +615,71 @@ class Catalogue:
                 by.add(col)
         disc.index = {s: {m: (frozenset(p), frozenset(b)) for m, (p, b) in ms.items()} for s, ms in acc.items()}
         return disc
+
+
+def list_series(telemetry: Any, start: Any, end: Any) -> tuple[Any, list[str]]:
+    """Run the discovery listing against a source: (frame, errors). One instant query at `end`.
+
+    `last_over_time` over the window keeps series that stopped before its end (a crashed
+    service); where the backend drops metric names from it, a plain listing at `end` is used.
+    """
+    import pandas as pd
+
+    from incidentbook.telemetry.bundle import to_utc
+
+    t0, t1 = to_utc(start), to_utc(end)
+    span = max(int((t1 - t0).total_seconds()), 60)
+    base = listing_query()
+    wide = base.replace('({__name__=~".+"})', f'(last_over_time({{__name__=~".+"}}[{span}s]))')
+    errors: list[str] = []
+    for q in (wide, base):
+        try:
+            safe = getattr(telemetry, "safe_query", None)
+            if safe is not None:
+                res = safe(q, t1)
+                if res.status == "error":
+                    errors.append(f"{q}: {res.error}")
+                    continue
+                df = res.data
+            else:
+                df = telemetry.query(q, t1)
+        except Exception as e:  # noqa: BLE001 - a backend failure is reported, not raised
+            errors.append(f"{q}: {type(e).__name__}: {e}")
+            continue
+        if df is not None and len(df) and "__name__" in df.columns:
+            return df, []
+    return pd.DataFrame(), errors
+
+
+def discover(telemetry: Any, services: Sequence[str], start: Any, end: Any,
+             mappings: Mapping[str, Any] | None = None) -> Discovery:
+    """Discovery over a live source or bundle: which signal each service has, in which dialect.
+
+    With no `services`, every value of a workload label in the listing counts as one.
+    """
+    frame, _ = list_series(telemetry, start, end)
+    svcs = list(services) or discovered_services(frame)
+    return Catalogue(mappings).discover(frame, svcs)
+
+
+def discovered_services(frame: Any) -> list[str]:
+    """Service names a listing carries in its workload labels (for sources without a service list)."""
+    if frame is None or len(frame) == 0:
+        return []
+    out: set[str] = set()
+    for col in ("service", "exported_service", "destination_workload", "service_name", "application", "app",
+                "app_kubernetes_io_name", "job"):
+        if col in frame.columns:
+            out |= {str(v) for v in frame[col].dropna().unique() if str(v) not in ("", "nan", "None")}
+            if out:
+                break
+    return sorted(out)
+
+
+def coverage_of(telemetry: Any, services: Sequence[str], start: Any, end: Any,
+                mappings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The `coverage` document for a source or bundle (see Discovery.coverage); for eval reports."""
+    return discover(telemetry, services, start, end, mappings).coverage()
 
 
 def _plain(spec: Any) -> dict[str, Any]:

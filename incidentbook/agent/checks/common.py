@@ -12,15 +12,10 @@ import pandas as pd
 
 from incidentbook.agent.base import Evidence, InvestigationContext
 from incidentbook.analysis.anomaly import Anomaly, score_anomaly
+from incidentbook.telemetry import topology
 from incidentbook.telemetry.base import METRIC_FRAME_FIXED, QueryResult
 from incidentbook.telemetry.bundle import iso, to_utc
-from incidentbook.telemetry.signals import (
-    Catalogue,
-    Discovery,
-    Resolved,
-    listing_query,
-    map_service,
-)
+from incidentbook.telemetry.signals import Catalogue, Discovery, Resolved, list_series, map_service
 
 # Labels that name a workload, most specific first. `pod`/`instance` carry suffixes or ports.
 EXACT_LABELS = ("service", "job", "app", "app_kubernetes_io_name", "container", "deployment",
@@ -56,6 +51,7 @@ class Probe:
         self.services = list(ctx.services) or sorted(set(ctx.topology) | {d for v in ctx.topology.values() for d in v})
         self._names: set[str] | None = None
         self._discovery: Discovery | None = None
+        self.external: dict[str, set[str]] = {}  # dependencies with no series: node -> callers
         self.catalogue: Catalogue = getattr(ctx, "catalogue", None) or Catalogue()
         self.cache: dict[str, Any] = {}  # results several checks share (one query, not two)
 
@@ -101,21 +97,32 @@ class Probe:
     def discovery(self) -> Discovery:
         """Which dialect each service speaks, from one series listing (cached per investigation)."""
         if self._discovery is None:
-            listing = pd.DataFrame()
-            span = max(int((self.end - self.start).total_seconds()), 60)
-            base = listing_query()
-            # last_over_time keeps series that stopped before the window's end (a crashed service)
-            wide = base.replace('({__name__=~".+"})', f'(last_over_time({{__name__=~".+"}}[{span}s]))')
-            for q in (wide, base):
-                res = self._call("query", q, self.end)
-                if res.ok and res.data is not None and "__name__" in res.data.columns:
-                    listing = res.data
-                    break
-            if not listing.empty:  # discovery worked: forget the failed attempts
-                self.errors = [e for e in self.errors if "__name__" not in e]
+            listing, errors = list_series(self.tel, self.start, self.end)
+            if listing.empty:
+                self.errors.extend(errors)
+            else:
                 self._names = set(listing["__name__"].astype(str))
+            self.external = topology.external_nodes(listing, self.services)
+            self.services += sorted(n for n in self.external if n not in self.services)
             self._discovery = self.catalogue.discover(listing, self.services)
         return self._discovery
+
+    def topology(self) -> dict[str, list[str]]:
+        """The configured topology plus the edges the metrics show (mesh, service graph, clients)."""
+        if "topology" not in self.cache:
+            self.discovery()
+            frames = []
+            for q, a, b in topology.edge_queries(self._names or ()):
+                res = self._call("query", q, self.end)
+                if res.ok and res.data is not None:
+                    frames.append((res.data, a, b))
+            edges = topology.edges_from_frames(frames, self.services)
+            callers_of = {n: callers for n, callers in self.external.items()}
+            ext = {c: {n} for n, cs in callers_of.items() for c in cs}
+            alias = {a: {node} for a, node in topology.aliases(self.services).items()}
+            self.cache["topology"] = topology.merge(self.ctx.topology, edges, ext, alias)
+        topo: dict[str, list[str]] = self.cache["topology"]
+        return topo
 
     def signal_frames(self, signal: str) -> list[tuple[str, Resolved, pd.DataFrame, list[str]]]:
         """Range results answering `signal`: one query per dialect in use, with the services it covers."""

@@ -79,3 +79,15 @@ def code_mix(red: Red, svc: str) -> str:
     """'504: 3.1/s, 500: 0.2/s' for evidence text."""
     mix = sorted(red.codes.get(svc, {}).items(), key=lambda kv: -kv[1])
     return ", ".join(f"{c}: {fmt(v)}/s" for c, v in mix[:4])
+
+
+def check_probes(p: Probe, cut: pd.Timestamp) -> list[Finding]:
+    """Blackbox probes that started failing: the endpoint stopped answering as it did before."""
+    out = []
+    for svc, a in scored(p.signal("probe_success", agg="min"), cut, "down", abs_floor=0.05,
+                         rel_floor=0.05).items():
+        if a.onset is not None and a.baseline - a.level >= 0.5:
+            out.append(Finding(svc, "probe failing", min(1.0, 0.5 + (a.baseline - a.level) / 2), a.onset,
+                               anomaly_evidence(svc, "probe success", p.signal_query("probe_success", svc), a),
+                               generic=True, detail={"change": a.level - a.baseline}))
+    return out
