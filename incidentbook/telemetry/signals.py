@@ -682,6 +682,48 @@ def coverage_of(telemetry: Any, services: Sequence[str], start: Any, end: Any,
     return discover(telemetry, services, start, end, mappings).coverage()
 
 
+def report(disc: Discovery, services: Sequence[str] | None = None) -> dict[str, Any]:
+    """The `incidentbook signals --json` document: per service, each signal found (or missing)."""
+    svcs = list(services) if services else list(disc.services)
+    out = []
+    for s in svcs:
+        found = {k: r.to_dict() for k, r in disc.signals_of(s).items() if r is not None}
+        out.append({"service": s, "signals": found, "missing": [k for k in SIGNALS if k not in found],
+                    "dialects": sorted({v["dialect"] for v in found.values()}),
+                    "metrics": len(disc.metrics_of(s))})
+    return {"services": out, "coverage": disc.coverage(svcs), "note": coverage_message(disc.coverage(svcs))}
+
+
+def check_mappings(disc: Discovery, telemetry: Any, start: Any, end: Any) -> list[str]:
+    """Problems with the user's mappings against a live source or bundle (empty: all good).
+
+    Each mapping must apply to at least one service, and each of its queries must run.
+    """
+    problems = []
+    for d in disc.dialects:
+        if not d.user:
+            continue
+        users = [s for s in disc.services for sig in d.templates
+                 if (r := disc.resolved(s, sig)) is not None and r.dialect == d.name]
+        if not users:
+            how = (f"none of services {list(d.services)} is known here" if d.services
+                   else f"no service exports a metric matching {d.templates and next(iter(d.templates.values()))[0].needs[0]!r}")
+            problems.append(f"[signals.{d.name}]: applies to no service ({how}); fix match / services")
+            continue
+        svc = users[0]
+        for sig in d.templates:
+            r = disc.resolved(svc, sig)
+            if r is None or r.dialect != d.name:
+                continue
+            q = r.query()
+            res = telemetry.safe_query_range(q, start, end) if hasattr(telemetry, "safe_query_range") else None
+            if res is not None and res.status == "error":
+                problems.append(f"[signals.{d.name}] {sig}: the query failed for {svc} ({res.error}); fix the query")
+            elif res is not None and res.status == "no_data":
+                problems.append(f"[signals.{d.name}] {sig}: no data for {svc} ({q}); check the metric and labels")
+    return problems
+
+
 def _plain(spec: Any) -> dict[str, Any]:
     if hasattr(spec, "model_dump"):
         d: dict[str, Any] = spec.model_dump(exclude_none=True)

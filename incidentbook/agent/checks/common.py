@@ -52,8 +52,20 @@ class Probe:
         self._names: set[str] | None = None
         self._discovery: Discovery | None = None
         self.external: dict[str, set[str]] = {}  # dependencies with no series: node -> callers
-        self.catalogue: Catalogue = getattr(ctx, "catalogue", None) or Catalogue()
+        self.catalogue: Catalogue = getattr(ctx, "catalogue", None) or self._configured_catalogue()
         self.cache: dict[str, Any] = {}  # results several checks share (one query, not two)
+
+    def _configured_catalogue(self) -> Catalogue:
+        """Built-in dialects plus the `[signals.*]` mappings of the incidentbook.toml in effect."""
+        from incidentbook.errors import IncidentbookError
+
+        try:
+            from incidentbook.config import load_config
+
+            return Catalogue(load_config().signals)
+        except (IncidentbookError, ValueError) as e:  # a bad mapping is shown, built-ins still work
+            self.errors.append(f"[signals] mappings not used: {e}")
+            return Catalogue()
 
     # -- plumbing ------------------------------------------------------------------------------
     def _call(self, kind: str, *args: Any, **kw: Any) -> QueryResult:
