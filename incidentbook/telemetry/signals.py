@@ -594,7 +594,8 @@ class Catalogue:
         known = set(services)
         cols = [c for c in listing.columns if c not in ("timestamp", "value")]
         svc_cols = [c for c in SERVICE_LABELS + ("pod", "instance", "persistentvolumeclaim", "consumergroup",
-                                                 "target") if c in cols]
+                                                 "target", "server_address", "peer_service", "net_peer_name",
+                                                 "envoy_cluster_name") if c in cols]
         acc: dict[str, dict[str, tuple[set[str], set[str]]]] = {}
         rows = listing[cols].drop_duplicates()
         for row in rows.itertuples(index=False):

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from incidentbook.agent.base import InvestigationContext
-from incidentbook.telemetry.bundle import iso, labels_key
+from incidentbook.telemetry.bundle import iso, labels_key, write_bundle
 from incidentbook.telemetry.replay import ReplaySource
 from incidentbook.telemetry.sources import Telemetry
 
@@ -64,19 +64,21 @@ class _Writer:
         self.rows.append(pd.DataFrame({"timestamp": self.ts, "metric": metric, "labels": labels_key(labels),
                                        "value": np.asarray(values, dtype=float)}))
 
-    def counter(self, metric: str, labels: Mapping[str, str], per_s: np.ndarray) -> None:
-        noisy = np.maximum(per_s * self.rng.normal(1.0, 0.03, per_s.shape), 0)
-        self.gauge(metric, labels, np.cumsum(noisy * STEP_S))
+    def counter(self, metric: str, labels: Mapping[str, str], per_s: np.ndarray,
+                noise: np.ndarray | None = None) -> None:
+        noise = self.rng.normal(1.0, 0.03, per_s.shape) if noise is None else noise
+        self.gauge(metric, labels, np.cumsum(np.maximum(per_s * noise, 0) * STEP_S))
 
     def histogram(self, base: str, labels: Mapping[str, str], per_s: np.ndarray, p95: np.ndarray,
                   scale: float = 1.0, count: bool = True) -> None:
         mean = np.maximum(p95 / 3.0, 1e-6)  # exponential latencies: p95 = 3 x mean
+        noise = self.rng.normal(1.0, 0.03, per_s.shape)  # one request stream: every bucket moves together
         for le in BUCKETS:
-            self.counter(f"{base}_bucket", {**labels, "le": _le(le * scale)}, per_s * (1 - np.exp(-le / mean)))
-        self.counter(f"{base}_bucket", {**labels, "le": "+Inf"}, per_s)
+            self.counter(f"{base}_bucket", {**labels, "le": _le(le * scale)}, per_s * (1 - np.exp(-le / mean)), noise)
+        self.counter(f"{base}_bucket", {**labels, "le": "+Inf"}, per_s, noise)
         if count:
-            self.counter(f"{base}_count", labels, per_s)
-            self.counter(f"{base}_sum", labels, per_s * mean * scale)
+            self.counter(f"{base}_count", labels, per_s, noise)
+            self.counter(f"{base}_sum", labels, per_s * mean * scale, noise)
 
 
 def _le(v: float) -> str:
@@ -114,7 +116,7 @@ def _red(w: _Writer, name: str, s: Svc, callers: list[str]) -> None:
                 w.counter("istio_requests_total", lab, v / len(src))
             w.histogram("istio_request_duration_milliseconds",
                         {"destination_workload": name, "source_workload": c, "reporter": "destination"},
-                        rps / len(src), p95 * 1000, scale=1000, count=False)
+                        rps / len(src), p95, scale=1000, count=False)
     elif d == "grpc":
         for code, v in (("OK", ok), ("Unavailable", bad)):
             w.counter("grpc_server_handled_total", {"service": name, "grpc_code": code,
@@ -124,14 +126,14 @@ def _red(w: _Writer, name: str, s: Svc, callers: list[str]) -> None:
         w.counter("envoy_http_downstream_rq_total", {"service": name}, rps)
         for cls, v in (("2", ok), ("5", bad)):
             w.counter("envoy_http_downstream_rq_xx", {"service": name, "envoy_response_code_class": cls}, v)
-        w.histogram("envoy_http_downstream_rq_time", {"service": name}, rps, p95 * 1000, scale=1000)
+        w.histogram("envoy_http_downstream_rq_time", {"service": name}, rps, p95, scale=1000)
     elif d == "cloudwatch":
         for stat, f in (("Average", 0.4), ("p50", 0.3), ("p90", 0.8), ("p95", 1.0), ("p99", 1.6)):
             w.gauge("latency", {"service": name, "statistic": stat}, p95 * f)
         w.gauge("requests", {"service": name, "statistic": "Sum"}, rps * 60)
         w.gauge("availability", {"service": name, "statistic": "Average"}, 100 * (1 - err))
-    elif d == "none":
-        pass
+    elif d == "none":  # scraped, but nothing the catalogue can read
+        w.gauge("up", {"job": name}, np.ones(m.shape))
     else:
         raise ValueError(f"unknown dialect {d!r}")
 
@@ -174,8 +176,12 @@ def _extras(w: _Writer, name: str, s: Svc) -> None:
 
 def build(services: Mapping[str, Svc], topology: Mapping[str, list[str]] | None = None,
           duration_min: int = 120, onset_min: float = 70, seed: int = 1,
-          extra: Callable[[_Writer], None] | None = None) -> InvestigationContext:
-    """An investigation context over a replayed system (alert fires 5 minutes after `onset_min`)."""
+          extra: Callable[[_Writer], None] | None = None, bundle_dir: Any = None,
+          changes: list[dict[str, Any]] | None = None, alerted: str | None = None) -> InvestigationContext:
+    """An investigation context over a replayed system (alert fires 5 minutes after `onset_min`).
+
+    With `bundle_dir` the system is also written as a bundle there (and read back from it).
+    """
     topo = {k: list(v) for k, v in (topology or {}).items()}
     minutes = np.arange(0, duration_min + 0.01, STEP_S / 60)
     w = _Writer(minutes, np.random.default_rng(seed))
@@ -187,11 +193,16 @@ def build(services: Mapping[str, Svc], topology: Mapping[str, list[str]] | None 
         extra(w)
     frame = pd.concat(w.rows, ignore_index=True)
     end = START + pd.Timedelta(minutes=duration_min)
-    src = ReplaySource.from_frame(frame, window=(START, end))
+    if bundle_dir is not None:
+        write_bundle(bundle_dir, {"window": {"start": START, "end": end}, "services": list(services),
+                                  "topology": topo}, frame, changes=changes or [])
+        tel = Telemetry.from_bundle(bundle_dir)
+    else:
+        tel = Telemetry([ReplaySource.from_frame(frame, window=(START, end))])
     alert_at = START + pd.Timedelta(minutes=onset_min + 5)
-    first = next(iter(services))
+    first = alerted or next(iter(services))
     return InvestigationContext(
-        incident_id="INC-DIALECTS", telemetry=Telemetry([src]), window_start=iso(START), window_end=iso(end),
+        incident_id="INC-DIALECTS", telemetry=tel, window_start=iso(START), window_end=iso(end),
         alerts=[{"labels": {"alertname": "HighErrorRate", "service": first}, "annotations": {},
                  "starts_at": iso(alert_at)}],
         services=list(services), topology=topo)
