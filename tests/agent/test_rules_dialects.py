@@ -114,7 +114,7 @@ def test_a_board_with_nothing_readable_says_so_per_service():
 def _lines(n, key, hot, hot_share, status_hot="401", seed=1):
     rng = np.random.default_rng(seed)
     out = []
-    for i in range(n):
+    for _ in range(n):
         if rng.random() < hot_share:
             out.append(f'{{"level":"warn","status":{status_hot},"path":"/login","{key}":"{hot}","msg":"login failed"}}')
         else:

@@ -164,3 +164,24 @@ def test_flat_helper_is_flat():
 
     assert set(flat(3)(np.arange(4))) == {3.0}
     assert list(step(1, 2, 2)(np.arange(4))) == [1.0, 1.0, 2.0, 2.0]
+
+
+def test_runbook_panels_read_the_signal_in_the_service_dialect(tmp_path, capsys):
+    """A runbook's `5xx error ratio` panel charts Micrometer metrics where that is what exists."""
+    from incidentbook.notebook import Panel, show_panels
+
+    ctx = build({"authn": Svc("micrometer", err=step(0.002, 0.4, 70)), "router": Svc("none")},
+                bundle_dir=tmp_path / "b")
+    panels = [Panel("5xx error ratio", 'sum(rate(http_requests_total{{service="{service}",code=~"5.."}}[5m]))',
+                    "ratio", signal="error_ratio"),
+              Panel("Pool in use", unit="connections", signal="pool_in_use")]
+    scope = {"bundle": str(tmp_path / "b"), "window_start": ctx.window_start, "window_end": ctx.window_end,
+             "starts_at": ctx.alerts[0]["starts_at"]}
+    out = show_panels(panels, service="authn", **scope)
+    ratio = out["5xx error ratio"]
+    assert ratio["status"] == "ok" and "http_server_requests_seconds_count" in ratio["query"]
+    assert ratio["after"] > 0.3 > 0.01 > ratio["before"]
+    assert out["Pool in use"]["status"] == "no_signal"
+    assert "no readable pool_in_use signal for authn - add a mapping (docs/signals.md)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown signal 'eror_ratio'"):
+        Panel("x", signal="eror_ratio")
