@@ -183,16 +183,20 @@ class Probe:
         if df.empty:
             return {}
         label_cols = [c for c in df.columns if c not in METRIC_FRAME_FIXED]
-        keys = df[label_cols].astype(str).drop_duplicates() if label_cols else pd.DataFrame()
-        svc_by_key: dict[tuple[str, ...], str | None] = {}
+        if not label_cols:
+            return {}
         allowed = set(only) if only is not None else None
-        for row in keys.itertuples(index=False):
+        # one service lookup per distinct series, not per row (frames hold series x steps rows)
+        gid = df.groupby(label_cols, sort=False, dropna=False).ngroup().to_numpy()
+        firsts = pd.Series(np.arange(len(df))).groupby(gid).first()
+        keys = df[label_cols].iloc[firsts.to_numpy()].astype(str)
+        svc_of_group: dict[int, str | None] = {}
+        for g, row in zip(firsts.index, keys.itertuples(index=False)):
             labels = dict(zip(label_cols, row))
             svc = map_service(labels.get(label, ""), self.services) if label else None
             svc = svc or self.service_of(labels)
-            svc_by_key[tuple(row)] = svc if allowed is None or svc in allowed else None
-        svc = [svc_by_key.get(tuple(r)) for r in df[label_cols].astype(str).itertuples(index=False)] if label_cols else [None] * len(df)
-        d = df.assign(_svc=svc).dropna(subset=["_svc"])
+            svc_of_group[int(g)] = svc if allowed is None or svc in allowed else None
+        d = df.assign(_svc=pd.Series(gid, index=df.index).map(svc_of_group)).dropna(subset=["_svc"])
         out = {}
         for name, g in d.groupby("_svc"):
             s = g.groupby("timestamp")["value"].agg(agg)
