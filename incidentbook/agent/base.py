@@ -28,6 +28,10 @@ FAULT_KINDS: dict[str, str] = {
     "cert_expiry": "a TLS certificate expired or is about to",
     "planned_load": "expected load from a planned event (not a fault)",
     "disk_full": "a volume or filesystem fills up; writes fail when no space is left",
+    "dependency_outage": "a dependency outside the system (a third-party API) fails or hangs; only its callers' "
+                         "metrics and probes show it",
+    "consumer_lag": "a consumer stalls or falls behind; its consumer-group lag grows",
+    "kv_cache_saturation": "an inference server's KV cache is full; requests queue, are preempted and slow down",
     "unknown": "not yet explained",
 }
 

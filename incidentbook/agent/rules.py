@@ -48,7 +48,8 @@ from incidentbook.telemetry.signals import coverage_message
 KIND_WEIGHT = {
     "cert_expiry": 1.0, "memory_leak": 0.95, "disk_full": 0.95, "cache_failure": 0.95, "db_pool_exhaustion": 0.85,
     "abuse": 0.85, "cpu_throttling": 0.75, "bad_deploy": 0.7, "config_change": 0.7, "feature_flag": 0.7,
-    "slow_dependency": 0.5, "unknown": 0.2,
+    "slow_dependency": 0.5, "unknown": 0.2, "dependency_outage": 0.8, "consumer_lag": 0.85,
+    "kv_cache_saturation": 0.85,
 }
 FAILURE_SIGNALS = ("5xx ratio", "p95 latency", "probe failing")
 #: Saturation a deploy, config edit or flag flip on the same service commonly causes.
@@ -119,6 +120,8 @@ class RulesInvestigator:
         findings += saturation.check_throttling(p, cut)
         findings += saturation.check_memory(p, cut, events)
         findings += saturation.check_pools(p, cut)
+        findings += saturation.check_consumer_lag(p, cut)
+        findings += saturation.check_kv_cache(p, cut)
         findings += cache.check_cache(p, cut)
         findings += certs.check_certs(p, cut)
         findings += disk.check_disks(p, cut)
@@ -300,6 +303,8 @@ class RulesInvestigator:
                 if generic and not kinds and not near:
                     slow = max((float(f.detail.get("ratio", 0)) for f in generic if f.signal == "p95 latency"), default=0)
                     kind = "slow_dependency" if slow else "unknown"
+                    if svc in p.external:  # no series of its own: an outside dependency failing
+                        kind = "dependency_outage"
                     c = cand(svc, kind)
                     # a service many times slower with healthy dependencies is hanging, not just busy
                     c.score += 0.5 * gen_strength + (0.5 if slow >= 5 else 0.0)
@@ -485,6 +490,9 @@ _STATEMENTS = {
     "cert_expiry": "{svc}: its TLS certificate expired; callers fail the handshake",
     "disk_full": "{svc}: its disk is filling up (or full); writes fail when no space is left",
     "unknown": "{svc}: failing, cause not yet explained",
+    "dependency_outage": "{svc}: this outside dependency fails or hangs; its callers' client metrics and probes show it",
+    "consumer_lag": "{svc}: the consumer stalled or fell behind; its consumer-group lag keeps growing",
+    "kv_cache_saturation": "{svc}: its KV cache is full; requests queue, are preempted and slow down",
 }
 
 #: Which catalogue signal confirms or refutes each fault kind, and what to look for in it.
@@ -501,6 +509,9 @@ _CONFIRM = {
     "cert_expiry": ("cert_expiry", "certificate expiry time (compare with time())"),
     "disk_full": ("disk_free_ratio", "free share of each volume: how fast is it falling?"),
     "unknown": ("codes", "responses by code"),
+    "dependency_outage": ("error_ratio", "the callers' error ratio on this dependency"),
+    "consumer_lag": ("consumer_lag", "consumer-group lag over time: still growing?"),
+    "kv_cache_saturation": ("kv_cache_usage", "KV-cache usage against 1.0, and the queue behind it"),
 }
 
 

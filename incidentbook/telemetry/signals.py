@@ -224,7 +224,8 @@ BUILTIN: tuple[Dialect, ...] = (
         "cache_hit_ratio": [T("sum by ($by) (rate($m0{$sel}[2m])) / (sum by ($by) (rate($m0{$sel}[2m])) + "
                               "sum by ($by) (rate($m1{$sel}[2m])))",
                               r"[a-z0-9_:]*cache[a-z0-9_]*_hits?_total", r"[a-z0-9_:]*cache[a-z0-9_]*_miss(?:es)?_total")]}),
-    Dialect("kafka", "kafka_exporter consumer-group lag", _APP + ("consumergroup",), {
+    # the consumer group names the consumer (the service that falls behind), not the exporter
+    Dialect("kafka", "kafka_exporter consumer-group lag", ("consumergroup",) + _APP, {
         "consumer_lag": [T("sum by ($by) ($m0{$sel})", "kafka_consumergroup_lag(?:_sum)?")]}),
     Dialect("rabbitmq", "RabbitMQ exporter queue depth", _APP, {
         "queue": [T("sum by ($by) ($m0{$sel})", "rabbitmq_queue_messages_ready")]}),

@@ -177,3 +177,31 @@ def check_pools(p: Probe, cut: pd.Timestamp) -> list[Finding]:
                                anomaly_evidence(svc, "pool wait", p.signal_query("pool_wait", svc), a),
                                kind="db_pool_exhaustion"))
     return out
+
+
+def check_consumer_lag(p: Probe, cut: pd.Timestamp) -> list[Finding]:
+    """Consumer-group lag that grows far past its baseline: the consumer stalled or fell behind."""
+    out = []
+    for svc, a in scored(p.signal("consumer_lag"), cut, "up", abs_floor=10, rel_floor=0.2).items():
+        s = p.signal("consumer_lag")[svc]
+        growing = trend_slope(s[s.index >= (a.onset or cut)]) > 0
+        if a.onset is not None and a.level >= 3 * max(a.baseline, 10) and growing:
+            out.append(Finding(svc, "consumer lag", max(strength(a), 0.7), a.onset,
+                               anomaly_evidence(svc, "consumer-group lag (messages)",
+                                                p.signal_query("consumer_lag", svc), a),
+                               kind="consumer_lag", detail={"ratio": a.ratio}))
+    return out
+
+
+def check_kv_cache(p: Probe, cut: pd.Timestamp) -> list[Finding]:
+    """An inference server's KV cache running full (with requests queueing behind it)."""
+    out = []
+    queue = scored(p.signal("queue"), cut, "up", abs_floor=0.5, rel_floor=0.2)
+    for svc, a in scored(p.signal("kv_cache_usage", agg="max"), cut, "up", abs_floor=0.02, rel_floor=0.05).items():
+        q = queue.get(svc)
+        queued = q is not None and q.onset is not None and q.level > max(q.baseline * 2, 1)
+        if a.onset is not None and a.peak >= 0.9 and a.level - a.baseline >= 0.15:
+            out.append(Finding(svc, "KV-cache usage", min(1.0, 0.6 + (0.2 if queued else 0) + (a.level - a.baseline)),
+                               a.onset, anomaly_evidence(svc, "KV-cache usage", p.signal_query("kv_cache_usage", svc), a),
+                               kind="kv_cache_saturation", detail={"queued": queued}))
+    return out
