@@ -439,6 +439,12 @@ def map_service(value: str, services: Iterable[str]) -> str | None:
     first_part = host.split(".")[0]
     if first_part in known:
         return first_part
+    # Envoy / mesh cluster names carry namespace and port around the service: genai_generate-api_8080
+    parts = [x for x in re.split(r"[_|]", v) if x]
+    if len(parts) > 1:
+        hit = next((x for x in parts if x in known), None)
+        if hit:
+            return hit
     return max((s for s in known if first_part.startswith(s + "-")), key=len, default=None)
 
 

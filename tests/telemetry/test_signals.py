@@ -185,3 +185,17 @@ def test_runbook_panels_read_the_signal_in_the_service_dialect(tmp_path, capsys)
     assert "no readable pool_in_use signal for authn - add a mapping (docs/signals.md)" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown signal 'eror_ratio'"):
         Panel("x", signal="eror_ratio")
+
+
+def test_cluster_and_url_style_values_map_to_known_services():
+    from incidentbook.telemetry.signals import map_service
+    from incidentbook.telemetry.topology import host_of
+
+    known = {"generate-api", "checkout", "pricing_remote"}
+    assert map_service("genai_generate-api_8080", known) == "generate-api"
+    assert map_service("outbound|8080||checkout.shop.svc.cluster.local", known) == "checkout"
+    assert map_service("https://checkout.shop:8443/healthz", known) == "checkout"
+    assert map_service("checkout-7d9f8-x2x", known) == "checkout"
+    assert map_service("pricing_remote", known) == "pricing_remote"
+    assert map_service("api.vendor.example", known) is None
+    assert host_of("https://api.vendor.example:443/v1/health") == "api.vendor.example"
