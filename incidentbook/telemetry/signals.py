@@ -488,6 +488,18 @@ class Discovery:
     resolved_map: dict[tuple[str, str], Resolved | None] = field(default_factory=dict)
     listed: bool = True  # False when the source could not list its series
 
+    def without_own_series(self) -> list[str]:
+        """Services seen only through other services' series (client metrics naming them, probes).
+
+        Such a node is an outside dependency (a third-party API): nobody scrapes it directly.
+        """
+        peer = {"server_address", "peer_service", "net_peer_name", "envoy_cluster_name", "instance", "target"}
+        out = []
+        for svc, metrics in self.index.items():
+            if metrics and all(by <= peer for _, by in metrics.values()):
+                out.append(svc)
+        return sorted(out)
+
     def metrics_of(self, service: str) -> list[str]:
         """Metric names with at least one series of `service`."""
         return sorted(self.index.get(service, {}))

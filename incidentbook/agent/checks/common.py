@@ -117,6 +117,8 @@ class Probe:
             self.external = topology.external_nodes(listing, self.services)
             self.services += sorted(n for n in self.external if n not in self.services)
             self._discovery = self.catalogue.discover(listing, self.services)
+            for svc in self._discovery.without_own_series():  # named in the topology, but outside
+                self.external.setdefault(svc, set())
         return self._discovery
 
     def topology(self) -> dict[str, list[str]]:
