@@ -14,7 +14,9 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from incidentbook.registry import Registry
 
-#: The fault-kind vocabulary a hypothesis names (shared with scenarios and evals).
+#: The fault-kind vocabulary a hypothesis names (shared with scenarios and evals). An investigator
+#: may name a more specific kind outside it (the rules name `kv_cache_saturation`); evals score
+#: such kinds as `other`.
 FAULT_KINDS: dict[str, str] = {
     "bad_deploy": "a rollout introduced errors or latency",
     "cache_failure": "a cache stopped serving hits; its callers and its backing store feel the misses",
@@ -31,7 +33,6 @@ FAULT_KINDS: dict[str, str] = {
     "dependency_outage": "a dependency outside the system (a third-party API) fails or hangs; only its callers' "
                          "metrics and probes show it",
     "consumer_lag": "a consumer stalls or falls behind; its consumer-group lag grows",
-    "kv_cache_saturation": "an inference server's KV cache is full; requests queue, are preempted and slow down",
     "unknown": "not yet explained",
 }
 
