@@ -224,6 +224,11 @@ class RulesInvestigator:
                 by_load.setdefault(svc, []).append(f"{f.signal} {f.evidence.value.get('baseline')} -> "
                                                    f"{f.evidence.value.get('level')}" + (" (large)" if big else ""))
                 continue
+            if planned and f.kind == "kv_cache_saturation" and more_load(svc) and _covers(planned, f.onset):
+                # a full KV cache under the planned traffic is capacity, not a fault
+                by_load.setdefault(svc, []).append(f"{f.signal} {f.evidence.value.get('baseline')} -> "
+                                                   f"{f.evidence.value.get('level')} (large)")
+                continue
             if abusers & (callers(topo, svc) | {svc}) and svc in load_up and (
                     f.generic or f.kind in ("cpu_throttling", "db_pool_exhaustion")):
                 inv.notes.append(f"{f.signal} on {svc} follows its request rate (x{load_up[svc]:.2f}) driven by "
@@ -358,7 +363,8 @@ class RulesInvestigator:
             f"planned event {ev['title']!r} ({ev['kind']}, {ev['start']} .. {ev['end']}) covers the window and "
             f"explains the load: " + (", ".join(f"{s} x{a.ratio:.2f}" for s, a in rises[:4]) or "no rise measured")
             + f"; highest 5xx ratio {err:.2%}. Not an incident cause: no cause hypothesis opened.")
-        entry = [s for s, _ in rises if not callers(ctx.topology, s)]
+        # where the planned traffic enters: a service nobody calls (not an outside dependency)
+        entry = [s for s, _ in rises if not callers(ctx.topology, s) and s not in p.external]
         svc = entry[0] if entry else rises[0][0] if rises else (ev.get("services") or [""])[0]
         h = Hypothesis(
             id="h1", statement=f"expected load from the planned event {ev['title']!r}, not a fault",

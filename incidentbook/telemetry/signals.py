@@ -225,7 +225,7 @@ BUILTIN: tuple[Dialect, ...] = (
                               "sum by ($by) (rate($m1{$sel}[2m])))",
                               r"[a-z0-9_:]*cache[a-z0-9_]*_hits?_total", r"[a-z0-9_:]*cache[a-z0-9_]*_miss(?:es)?_total")]}),
     # the consumer group names the consumer (the service that falls behind), not the exporter
-    Dialect("kafka", "kafka_exporter consumer-group lag", ("consumergroup",) + _APP, {
+    Dialect("kafka", "kafka_exporter consumer-group lag", ("consumergroup",), {
         "consumer_lag": [T("sum by ($by) ($m0{$sel})", "kafka_consumergroup_lag(?:_sum)?")]}),
     Dialect("rabbitmq", "RabbitMQ exporter queue depth", _APP, {
         "queue": [T("sum by ($by) ($m0{$sel})", "rabbitmq_queue_messages_ready")]}),
@@ -459,14 +459,21 @@ class Resolved:
     metrics: tuple[str, ...]
     template: Template
     group: tuple[str, ...] = ()
+    values: tuple[str, ...] = ()  # the label values that named this service (pod names, group names)
 
     @property
     def by(self) -> str:
         return ", ".join(dict.fromkeys((self.label, *self.group)))
 
     def selector(self) -> str:
-        """The matcher narrowing the template to this service."""
-        return service_matcher(self.label, self.service)
+        """The matcher narrowing the template to this service (its own label values where known)."""
+        vals = [v for v in self.values if v != self.service]
+        if not vals:
+            return service_matcher(self.label, self.service)
+        if len(self.values) == 1:
+            return f'{self.label}="{escape(self.values[0])}"'
+        return f'{self.label}=~"{escape("|".join(re.escape(v) for v in sorted(self.values)[:50]))}"'
+
 
     def query(self) -> str:
         """The query for this one service (its label value escaped)."""
@@ -486,6 +493,7 @@ class Discovery:
     # service -> metric -> (labels present, service labels that named it)
     index: dict[str, dict[str, tuple[frozenset[str], frozenset[str]]]] = field(default_factory=dict)
     resolved_map: dict[tuple[str, str], Resolved | None] = field(default_factory=dict)
+    values: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (service, label) -> raw values
     listed: bool = True  # False when the source could not list its series
 
     def without_own_series(self) -> list[str]:
@@ -524,7 +532,8 @@ class Discovery:
                 found = _match_needs(t, mine, d.service_labels)
                 if found is not None:
                     label, metrics = found
-                    return Resolved(signal, service, d.name, label, metrics, t, d.group)
+                    vals = tuple(sorted(self.values.get((service, label), ())))
+                    return Resolved(signal, service, d.name, label, metrics, t, d.group, vals)
         return None
 
     def signals_of(self, service: str) -> dict[str, Resolved | None]:
@@ -546,10 +555,7 @@ class Discovery:
             groups.setdefault(key, (r, []))[1].append(svc)
         out = []
         for r, svcs in groups.values():
-            if len(svcs) == 1:
-                sel = service_matcher(r.label, svcs[0])
-            else:
-                sel = f'{r.label}!=""'
+            sel = r.selector() if len(svcs) == 1 else f'{r.label}!=""'
             out.append((render(r.template.query, sel, r.by, r.metrics), r, svcs))
         return out
 
@@ -616,6 +622,7 @@ class Catalogue:
                                                  "target", "server_address", "peer_service", "net_peer_name",
                                                  "envoy_cluster_name") if c in cols]
         acc: dict[str, dict[str, tuple[set[str], set[str]]]] = {}
+        vals: dict[tuple[str, str], set[str]] = {}
         rows = listing[cols].drop_duplicates()
         for row in rows.itertuples(index=False):
             labels = {c: str(v) for c, v in zip(cols, row) if isinstance(v, str) and v and v not in ("nan", "None")}
@@ -633,7 +640,9 @@ class Catalogue:
                 p, by = acc.setdefault(svc, {}).setdefault(name, (set(), set()))
                 p.update(present)
                 by.add(col)
+                vals.setdefault((svc, col), set()).add(v)
         disc.index = {s: {m: (frozenset(p), frozenset(b)) for m, (p, b) in ms.items()} for s, ms in acc.items()}
+        disc.values = vals
         return disc
 
 
