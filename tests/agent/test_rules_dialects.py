@@ -144,3 +144,14 @@ def test_errors_spread_over_everyone_or_on_one_route_are_not_abuse():
     route = _frame([f'{{"level":"error","status":500,"route":"/v1/pay","account_id":"a{rng.integers(0, 300)}",'
                     f'"region":"eu-1"}}' for _ in range(300)])
     assert _client_concentration("pay", route, route, "{}") == []
+
+
+def test_errors_concentrated_on_a_statement_or_message_are_not_abuse():
+    """A feature flag that sends one bad query makes its SQL the top 'value': that is the fault, not a client."""
+    rng = np.random.default_rng(5)
+    lines = [f'{{"level":"error","status":500,"sql":"SELECT * FROM recs WHERE id = $1 LIMIT {rng.integers(0, 2)}",'
+             f'"user":"u{rng.integers(0, 500)}"}}' for _ in range(400)]
+    lines += [f'{{"level":"info","status":200,"sql":"SELECT name FROM products WHERE id = {i}","user":"u{i}"}}'
+              for i in range(400)]
+    frame = _frame(lines)
+    assert _client_concentration("catalog", frame, frame, "{}") == []

@@ -98,7 +98,12 @@ NOT_CLIENT = re.compile(r"(?i)^(?:ts|time|timestamp|@timestamp|level|severity|lv
                         r"status|code|status_code|http_status|method|verb|path|route|uri|url|endpoint|handler|"
                         r"service|app|host|hostname|pod|instance|node|container|namespace|logger|caller_file|"
                         r"latency|latency_ms|duration|duration_ms|elapsed|bytes|size|trace_id|span_id|"
-                        r"request_id|req_id|traceid|spanid|line|file|func|version|env)$")
+                        r"request_id|req_id|traceid|spanid|line|file|func|version|env|sql|query|statement|stmt|"
+                        r"db_statement|table|database|db|operation|op|stack|stacktrace|exception|reason|detail|"
+                        r"details|description|body|text|cause|upstream|backend|target|topic|queue)$")
+#: A value of free text (a statement, a message) rather than an identity; user agents are identities.
+_FREE_TEXT = re.compile(r"\s")
+_USER_AGENT = re.compile(r"^[\w.-]+/[\w.]+")
 
 
 def _is_error(f: dict[str, Any]) -> bool:
@@ -129,6 +134,8 @@ def _client_concentration(name: str, base: pd.DataFrame, inc: pd.DataFrame, quer
         values = [str(f.get(key)) for f in errs]
         if any(v.startswith("/") for v in values[:50]):
             continue  # a path-like field is a route, whatever it is called
+        if any(_FREE_TEXT.search(v) and not _USER_AGENT.match(v) for v in values[:50]):
+            continue  # free text (a SQL statement, a message) is what failed, not who asked
         c = concentration(pd.Series(values).value_counts())
         if not c or not c.concentrated:
             continue
