@@ -116,6 +116,22 @@ def _table(title: str, model: type[BaseModel], intro: str, skip: tuple[str, ...]
     return f"## `{title}`\n\n{intro}\n\n{extra}" + "\n".join(rows) + "\n"
 
 
+def _signals_table() -> str:
+    """`[signals.NAME]`: a user dialect (its keys come from the signal catalogue)."""
+    from incidentbook.telemetry.signals import SIGNALS
+
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|",
+            '| `match` | `str` | `""` | regex of a metric name; the mapping applies to every service exporting one |',
+            "| `services` | `list[str]` | `[]` | or the services it applies to |",
+            '| `service_label` | `str` | `"service"` | the label naming the service in these series |',
+            '| `description` | `str` | `""` | shown by `incidentbook signals` |']
+    rows += [f'| `{name}` | `str` | `""` | PromQL template for {what} (`$sel`, `$by`) |'
+             for name, what in SIGNALS.items()]
+    return ("## `[signals.NAME]`\n\nYour own metric dialect: one PromQL template per signal, used before the "
+            "built-in dialects (see docs/signals.md). Checked when the file is loaded and by "
+            "`incidentbook signals --check`.\n\n" + "\n".join(rows) + "\n")
+
+
 def render() -> str:
     """The whole reference as Markdown."""
     from incidentbook.actions.policy import ActionsConfig, EnvironmentPolicy
@@ -146,6 +162,7 @@ def render() -> str:
         _table("[library]", LibraryConfig, "The postmortem library."),
         "## `[topology]`\n\nService -> the services it calls, e.g. `checkout = [\"payments\", \"inventory\"]`. "
         "Alert-storm correlation groups alerts along these edges.\n",
+        _signals_table(),
         _table("[actions]", ActionsConfig, "The write-action policy. With no policy for the current "
                "environment every write is denied.", skip=("environments",)),
         _table("[actions.environments.NAME]", EnvironmentPolicy,

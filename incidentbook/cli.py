@@ -684,6 +684,67 @@ def cmd_trust_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- signals (the signal catalogue)
+
+def cmd_signals(args: argparse.Namespace) -> int:
+    """Which signal each service has, in which dialect, and what is missing; --check the mappings."""
+    from incidentbook.telemetry.bundle import open_bundle, to_utc
+    from incidentbook.telemetry.signals import check_mappings, discover, report
+    from incidentbook.telemetry.sources import Telemetry
+
+    cfg = _config(args)
+    if args.bundle:
+        b = open_bundle(args.bundle)
+        tel = Telemetry.from_bundle(args.bundle)
+        start, end = b.window
+        services = list(b.services)
+    else:
+        tel = Telemetry.from_config(cfg)
+        if not tel.has("metrics"):
+            raise NotConfigured('no metrics source: add [sources.prometheus] url = "http://prometheus:9090" '
+                                "to incidentbook.toml, or give --bundle DIR")
+        import pandas as pd
+
+        end = to_utc(args.end) if args.end else pd.Timestamp.now(tz="UTC")
+        start = to_utc(args.start) if args.start else end - pd.Timedelta("1h")
+        services = list(cfg.topology) + [d for v in cfg.topology.values() for d in v]
+    print(f"listing series {to_utc(start).isoformat()} .. {to_utc(end).isoformat()} ...", file=sys.stderr)
+    disc = discover(tel, list(dict.fromkeys(services)), start, end, cfg.signals)
+    if not disc.listed:
+        raise IncidentbookError("the metrics source returned no series listing; check it with `%sources` "
+                                "or the bundle's metrics")
+    wanted = args.service or None
+    unknown = [s for s in wanted or [] if s not in disc.services]
+    if unknown:
+        raise BadInput(f"--service {unknown[0]!r}: not a service here; known: {', '.join(disc.services[:12])}")
+    doc = report(disc, wanted)
+    problems = check_mappings(disc, tel, start, end) if args.check else []
+    if args.check:
+        doc["check"] = {"ok": not problems, "problems": problems}
+    if args.json:
+        _print_json(doc)
+    else:
+        groups = ("requests", "errors", "latency", "saturation", "cache", "disk", "certificates")
+        from incidentbook.telemetry.signals import GROUPS
+
+        rows = []
+        for svc in doc["services"]:
+            sig = svc["signals"]
+            cells = []
+            for g in groups:
+                hit = next((sig[n] for n in GROUPS[g] if n in sig), None)
+                cells.append(f"{hit['dialect']}:{hit['metrics'][0] if hit['metrics'] else '-'}" if hit else "-")
+            rows.append([svc["service"], *cells])
+        print(_table(rows, ["service", *groups]))
+        if doc["note"]:
+            print(doc["note"])
+        for msg in problems:
+            print(f"incidentbook: signals check: {msg}", file=sys.stderr)
+        if args.check and not problems:
+            print("signals check: every [signals.*] mapping applies to a service and its queries return data")
+    return 2 if problems else 0
+
+
 # ---------------------------------------------------------------- parser
 
 def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -949,6 +1010,21 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--no-execute", action="store_true", help="write the notebook without running it")
         _add_common(p)
         p.set_defaults(func=cmd_trust_report if name == "report" else cmd_trust_ledger)
+
+    p = sub.add_parser("signals", help="which signal each service has (requests, errors, latency, saturation, ...), "
+                       "in which exporter dialect, and what is missing",
+                       description="Discover, from one series listing, which metrics carry each service's "
+                                   "signals (built-in dialects plus [signals.*] mappings in incidentbook.toml). "
+                                   "Reads the configured Prometheus, or a bundle with --bundle. See docs/signals.md.")
+    p.add_argument("--service", action="append", metavar="S", help="only this service (repeatable)")
+    p.add_argument("--check", action="store_true",
+                   help="validate the [signals.*] mappings against the source: each must apply to a service "
+                        "and its queries must return data (exit 2 naming the mapping otherwise)")
+    p.add_argument("--bundle", metavar="DIR", help="read a telemetry bundle instead of the live source")
+    p.add_argument("--start", metavar="TIME", help="window start for a live source (default: an hour ago)")
+    p.add_argument("--end", metavar="TIME", help="window end for a live source (default: now)")
+    _add_common(p)
+    p.set_defaults(func=cmd_signals)
 
     return parser
 
