@@ -132,6 +132,20 @@ text — notebooks, the store, logs, Slack, the library, exported bundles, model
 else is redacted, where, and how to add your own pattern (`redaction.toml` in the library) is in
 [the postmortem library](postmortems.md#what-is-redacted-and-where).
 """
+def _signals_table() -> str:
+    """`[signals.NAME]`: a user dialect (its keys come from the signal catalogue)."""
+    from incidentbook.telemetry.signals import SIGNALS
+
+    rows = ["| key | type | default | meaning |", "|---|---|---|---|",
+            '| `match` | `str` | `""` | regex of a metric name; the mapping applies to every service exporting one |',
+            "| `services` | `list[str]` | `[]` | or the services it applies to |",
+            '| `service_label` | `str` | `"service"` | the label naming the service in these series |',
+            '| `description` | `str` | `""` | shown by `incidentbook signals` |']
+    rows += [f'| `{name}` | `str` | `""` | PromQL template for {what} (`$sel`, `$by`) |'
+             for name, what in SIGNALS.items()]
+    return ("## `[signals.NAME]`\n\nYour own metric dialect: one PromQL template per signal, used before the "
+            "built-in dialects (see docs/signals.md). Checked when the file is loaded and by "
+            "`incidentbook signals --check`.\n\n" + "\n".join(rows) + "\n")
 
 
 def render() -> str:
@@ -186,6 +200,7 @@ def render() -> str:
                "(see [mcp](mcp.md))."),
         "## `[topology]`\n\nService -> the services it calls, e.g. `checkout = [\"payments\", \"inventory\"]`. "
         "Alert-storm correlation groups alerts along these edges.\n",
+        _signals_table(),
         _table("[actions]", ActionsConfig, "The write-action policy. With no policy for the current "
                "environment every write is denied.", skip=("environments",)),
         _table("[actions.environments.NAME]", EnvironmentPolicy,

@@ -217,25 +217,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_scenario_list(args: argparse.Namespace) -> int:
     from incidentbook.scenarios import list_scenarios
+    from incidentbook.scenarios.fleet import list_fleet
 
     items = list_scenarios()
+    fleet = list_fleet()
     if args.json:
-        _print_json({"scenarios": [s.to_dict() for s in items]})
+        _print_json({"scenarios": [s.to_dict() for s in items] + [f.to_dict() for f in fleet]})
         return 0
-    print(_table([(s.name, s.fault_kind, s.root_cause_service, s.story) for s in items],
+    print(_table([(s.name, s.fault_kind, s.root_cause_service, s.story) for s in items]
+                 + [(f.name, f.fault_kind, f"(seed) · {f.dialect}", f.story) for f in fleet],
                  ["NAME", "FAULT", "ROOT CAUSE", "STORY"]))
     return 0
 
 
 def cmd_scenario_generate(args: argparse.Namespace) -> int:
     from incidentbook.scenarios import generate
+    from incidentbook.scenarios.fleet import PREFIX, generate_fleet
 
-    g = generate(args.name, Path(args.out), seed=args.seed, duration=args.duration)
+    truth = None
+    if args.name.startswith(PREFIX):  # the second generator (an LLM-serving stack); truth kept beside the bundle
+        print(f"generating {args.name} (seed {args.seed}) ...", file=sys.stderr)
+        g: Any = generate_fleet(args.name, Path(args.out), seed=args.seed, duration=args.duration)
+        truth = g.truth_path
+    else:
+        g = generate(args.name, Path(args.out), seed=args.seed, duration=args.duration)
     if args.json:
         _print_json({"scenario": args.name, "bundle": str(g.bundle_dir),
-                     "payloads": [str(p) for p in g.payloads]})
+                     "payloads": [str(p) for p in g.payloads], "truth": str(truth) if truth else None})
         return 0
     print(f"bundle: {g.bundle_dir}")
+    if truth:
+        print(f"truth:  {truth}  (evaluate: incidentbook eval {g.bundle_dir} --truth {truth})")
     for p in g.payloads:
         print(f"alert:  {p}")
     if g.payloads:
@@ -246,6 +258,8 @@ def cmd_scenario_generate(args: argparse.Namespace) -> int:
 def cmd_bundle_import(args: argparse.Namespace) -> int:
     from incidentbook.telemetry.bundle import open_bundle
 
+    if args.format in LONG_FORMATS:
+        return _bundle_import_long(args)
     cfg = _config(args)
     if args.format == "wide-csv":
         from incidentbook.evals.datasets import import_wide_csv
@@ -278,6 +292,33 @@ def cmd_bundle_import(args: argparse.Namespace) -> int:
     return 0
 
 
+LONG_FORMATS = ("long", "long-csv", "long-parquet")
+
+
+def _bundle_import_long(args: argparse.Namespace) -> int:
+    """bundle import --format long: long-form metrics (+ topology, alerts, changes) into a bundle."""
+    from incidentbook.telemetry.bundle import open_bundle
+    from incidentbook.telemetry.importers import import_long_form
+
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = _config(args).home / "bundles" / Path(args.path).stem
+    print(f"importing {args.path} as a bundle at {out} ...", file=sys.stderr)
+    kind = {"long-csv": "csv", "long-parquet": "parquet"}.get(args.format)
+    import_long_form(args.path, out, args.topology, kind=kind, onset=args.onset, truth=args.truth, alerts_dir=args.alerts,
+                     changes=args.changes, namespace=args.namespace or "")
+    b = open_bundle(out)
+    if args.json:
+        _print_json({"bundle": str(out), "window": b.manifest["window"], "window_from": b.manifest.get("window_from"),
+                     "services": b.services, "topology": b.topology})
+    else:
+        print(f"imported {out} ({len(b.services)} services, {b.manifest['window']['start']} .. {b.manifest['window']['end']}, "
+              f"window from {b.manifest.get('window_from')})")
+        print(f"evaluate it: incidentbook eval {out}" + (f" --truth {args.truth}" if args.truth else " --truth FILE"))
+    return 0
+
+
 def cmd_bundle_export(args: argparse.Namespace) -> int:
     from incidentbook.telemetry.export import export_incident_bundle
 
@@ -298,14 +339,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ValueError:
         raise BadInput(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. --seeds 0,1,2") from None
     if args.compare or args.model or args.html or args.fail_under or any(
-            c in ("suite", "library", "redteam") or not Path(c).exists() for c in args.cases):
+            c in ("suite", "library", "redteam", "fleet", "fleet-heldout") or not (Path(c) / "manifest.json").is_file()
+            for c in args.cases):
         return _eval_extended(args, seeds)
     what = (f"{len(args.cases)} case(s)" if args.cases
             else f"the scenario suite at seeds {','.join(map(str, seeds))}")
     print(f"evaluating investigator {args.investigator!r} on {what} ...", file=sys.stderr)
     try:
         report = run_eval([Path(c) for c in args.cases] or None, args.investigator, seeds, args.scenario,
-                          context=args.context)
+                          context=args.context, truth=args.truth, score=args.score)
     except NotConfigured as e:
         # An investigator that is not configured here (e.g. claude without an API key) is
         # skipped, with the reason, rather than failing the whole eval run.
@@ -331,12 +373,12 @@ def _eval_extended(args: argparse.Namespace, seeds: list[int]) -> int:
     gates = parse_gates(args.fail_under or [])
     cfg = _config(args)
     with tempfile.TemporaryDirectory(prefix="incidentbook-eval-") as tmp:
-        cases = resolve_cases(args.cases, cfg, Path(tmp), seeds, args.scenario)
+        cases = resolve_cases(args.cases, cfg, Path(tmp), seeds, args.scenario, seeds if args.seeds else None)
         who = " vs ".join(args.compare) if args.compare else args.investigator
         print(f"evaluating {who} on {len(cases)} case(s) ...", file=sys.stderr)
         try:
-            result: Any = (compare(cases, args.compare[0], args.compare[1], cfg, args.model) if args.compare
-                           else evaluate(cases, args.investigator, cfg, args.model))
+            result: Any = (compare(cases, args.compare[0], args.compare[1], cfg, args.model, args.truth, args.score)
+                           if args.compare else evaluate(cases, args.investigator, cfg, args.model, args.truth, args.score))
         except NotConfigured as e:
             if args.json:
                 _print_json({"investigator": who, "skipped": str(e)})
@@ -810,6 +852,65 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     else:
         anyio.run(serve_stdio, tools)
     return 0
+# ---------------------------------------------------------------- signals (the signal catalogue)
+
+def cmd_signals(args: argparse.Namespace) -> int:
+    """Which signal each service has, in which dialect, and what is missing; --check the mappings."""
+    from incidentbook.telemetry.bundle import open_bundle, to_utc
+    from incidentbook.telemetry.signals import check_mappings, discover, report
+    from incidentbook.telemetry.sources import Telemetry
+
+    cfg = _config(args)
+    if args.bundle:
+        b = open_bundle(args.bundle)
+        tel = Telemetry.from_bundle(args.bundle)
+        start, end = b.window
+        services = list(b.services)
+    else:
+        tel = Telemetry.from_config(cfg)
+        if not tel.has("metrics"):
+            raise NotConfigured('no metrics source: add [sources.prometheus] url = "http://prometheus:9090" '
+                                "to incidentbook.toml, or give --bundle DIR")
+        import pandas as pd
+
+        end = to_utc(args.end) if args.end else pd.Timestamp.now(tz="UTC")
+        start = to_utc(args.start) if args.start else end - pd.Timedelta("1h")
+        services = list(cfg.topology) + [d for v in cfg.topology.values() for d in v]
+    print(f"listing series {to_utc(start).isoformat()} .. {to_utc(end).isoformat()} ...", file=sys.stderr)
+    disc = discover(tel, list(dict.fromkeys(services)), start, end, cfg.signals)
+    if not disc.listed:
+        raise IncidentbookError("the metrics source returned no series listing; check it with `%sources` "
+                                "or the bundle's metrics")
+    wanted = args.service or None
+    unknown = [s for s in wanted or [] if s not in disc.services]
+    if unknown:
+        raise BadInput(f"--service {unknown[0]!r}: not a service here; known: {', '.join(disc.services[:12])}")
+    doc = report(disc, wanted)
+    problems = check_mappings(disc, tel, start, end) if args.check else []
+    if args.check:
+        doc["check"] = {"ok": not problems, "problems": problems}
+    if args.json:
+        _print_json(doc)
+    else:
+        groups = ("requests", "errors", "latency", "saturation", "cache", "disk", "certificates")
+        from incidentbook.telemetry.signals import GROUPS
+
+        rows = []
+        for svc in doc["services"]:
+            sig = svc["signals"]
+            cells = []
+            for g in groups:
+                hit = next((sig[n] for n in GROUPS[g] if n in sig), None)
+                cells.append(f"{hit['dialect']}:{hit['metrics'][0] if hit['metrics'] else '-'}" if hit else "-")
+            rows.append([svc["service"], *cells])
+        print(_table(rows, ["service", *groups]))
+        if doc["note"]:
+            print(doc["note"])
+        for msg in problems:
+            print(f"incidentbook: signals check: {msg}", file=sys.stderr)
+        if args.check and not problems:
+            print("signals check: every [signals.*] mapping applies to a service and its queries return data")
+    return 2 if problems else 0
 
 
 # ---------------------------------------------------------------- parser
@@ -929,11 +1030,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bundle_export)
     p = bd.add_parser("import", help="validate a bundle directory and register it in the workspace")
     p.add_argument("path", metavar="PATH")
-    p.add_argument("--format", choices=["bundle", "wide-csv"], default="bundle",
-                   help="wide-csv: a time column plus one <service>_<metric> column each (public RCA datasets)")
+    p.add_argument("--format", choices=["bundle", "wide-csv", "long", "long-csv", "long-parquet"], default="bundle",
+                   help="wide-csv: a time column plus one <service>_<metric> column each (public RCA datasets); "
+                        "long (long-csv, long-parquet): columns timestamp, service, metric, statistic, value "
+                        "plus --topology (docs/evals.md)")
     p.add_argument("--inject-time", metavar="TIME", help="wide-csv: when the fault was injected (unix s or ISO)")
     p.add_argument("--root-cause", metavar="SERVICE[:KIND]", help="wide-csv: the known root cause")
     p.add_argument("--remediation", metavar="ACTION[:SERVICE]", help="wide-csv: the remediation taken, if known")
+    p.add_argument("--topology", metavar="FILE", help="long: call graph, JSON or YAML ({caller: [callee]}, pairs, or edges)")
+    p.add_argument("--onset", metavar="TIME", help="long: when the incident started (unix s or ISO); places the baseline")
+    p.add_argument("--truth", metavar="FILE|DIR", help="long: truth file whose record for this case gives the onset")
+    p.add_argument("--alerts", metavar="DIR", help="long: Alertmanager webhook payloads to keep in the bundle's alerts/")
+    p.add_argument("--changes", metavar="FILE", help="long: deploys/config changes as JSON Lines (changes.jsonl)")
+    p.add_argument("--namespace", metavar="NS", help="long: a namespace label for every series")
+    p.add_argument("--out", metavar="DIR", help="long: where to write the bundle (default: <home>/bundles/<file stem>); "
+                                                "its directory name is the eval case name")
     _add_common(p)
     p.set_defaults(func=cmd_bundle_import)
 
@@ -944,8 +1055,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "given seeds.")
     p.add_argument("cases", nargs="*", metavar="CASES",
                    help="bundle directories, library entries or archived incident ids, or: suite (default), "
-                        "library (every archived incident), redteam (injected-instruction cases)")
+                        "library (every archived incident), redteam (injected-instruction cases), fleet (the "
+                        "second generator's LLM-serving scenarios), fleet-heldout (the same at held-out seeds)")
     p.add_argument("--investigator", default="rules", metavar="NAME", help="investigator to score (default: rules)")
+    p.add_argument("--truth", metavar="FILE|DIR",
+                   help="ground truth kept outside the bundles: a JSON/JSONL file of {case, root_cause_service, "
+                        "fault_kind, alternatives} records, or a directory of <case>.json files (docs/evals.md)")
+    p.add_argument("--score", choices=("service+kind", "service"), default=None,
+                   help="what makes a hypothesis right: its service and fault kind (default), or the service alone")
     p.add_argument("--seeds", metavar="N,N,…", help="seeds for the generated suite (default: the built-in seeds)")
     p.add_argument("--scenario", action="append", metavar="NAME", help="only this scenario (repeatable)")
     p.add_argument("--context", choices=("first-page", "storm"), default=None,
@@ -1094,6 +1211,21 @@ def build_parser() -> argparse.ArgumentParser:
     from incidentbook.actions.commands import add_commands as add_action_commands
 
     add_action_commands(sub)
+    p = sub.add_parser("signals", help="which signal each service has (requests, errors, latency, saturation, ...), "
+                       "in which exporter dialect, and what is missing",
+                       description="Discover, from one series listing, which metrics carry each service's "
+                                   "signals (built-in dialects plus [signals.*] mappings in incidentbook.toml). "
+                                   "Reads the configured Prometheus, or a bundle with --bundle. See docs/signals.md.")
+    p.add_argument("--service", action="append", metavar="S", help="only this service (repeatable)")
+    p.add_argument("--check", action="store_true",
+                   help="validate the [signals.*] mappings against the source: each must apply to a service "
+                        "and its queries must return data (exit 2 naming the mapping otherwise)")
+    p.add_argument("--bundle", metavar="DIR", help="read a telemetry bundle instead of the live source")
+    p.add_argument("--start", metavar="TIME", help="window start for a live source (default: an hour ago)")
+    p.add_argument("--end", metavar="TIME", help="window end for a live source (default: now)")
+    _add_common(p)
+    p.set_defaults(func=cmd_signals)
+
     return parser
 
 

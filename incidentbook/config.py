@@ -178,6 +178,26 @@ class McpConfig(_Section):
     max_result_chars: int = Field(default=20_000, ge=200)  # hard cap on one result's characters after redaction
 
 
+def _signal_mapping_model() -> type[BaseModel]:
+    """`[signals.<name>]`: which services it applies to, and one PromQL template per signal."""
+    from pydantic import create_model
+
+    from incidentbook.telemetry.signals import SIGNALS
+
+    fields: dict[str, Any] = {
+        "match": (str, ""),  # regex of a metric name the service exports
+        "services": (list[str], []),  # or the services it applies to
+        "service_label": (str, "service"),  # the label naming the service in these series
+        "description": (str, ""),
+    }
+    fields.update({name: (str, "") for name in SIGNALS})
+    model: type[BaseModel] = create_model("SignalMapping", __base__=_Section, **fields)
+    return model
+
+
+SignalMapping = _signal_mapping_model()
+
+
 class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
@@ -192,6 +212,8 @@ class Config(_Section):
     topology: dict[str, list[str]] = Field(default_factory=dict)
     # The write-action policy; validated by incidentbook.actions.policy.ActionsConfig at load.
     actions: dict[str, Any] = Field(default_factory=dict)
+    # [signals.<name>]: the user's own metric dialects (docs/signals.md); checked at load.
+    signals: dict[str, SignalMapping] = Field(default_factory=dict)  # type: ignore[valid-type]
 
     # Not from the file: where it was found and where state lives.
     config_path: Path | None = None
@@ -363,6 +385,13 @@ def load_config(start: Path | None = None, path: Path | None = None) -> Config:
         from incidentbook.actions.policy import load_actions_config
 
         load_actions_config(cfg)  # a typo in [actions] is reported now, not at 3 a.m.
+    if cfg.signals:
+        from incidentbook.telemetry.signals import Catalogue, MappingError
+
+        try:
+            Catalogue(cfg.signals)  # a template that cannot work is reported now, naming the field
+        except MappingError as e:
+            raise ConfigError(f"{cfg_path}: {e}") from None
     env_home = os.environ.get(HOME_ENV)
     if env_home:
         cfg.home = Path(env_home).expanduser().resolve()

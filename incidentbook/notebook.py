@@ -324,14 +324,27 @@ def _note(text: str, accent: str = _BORDER) -> None:
     _display(_card(f'<p style="margin:0;color:{_MUTED}">{_e(text)}</p>', accent), text)
 
 
+#: The RED evidence as catalogue signals: (title, signal), read in whatever dialect the service speaks.
+RED_SIGNALS: tuple[tuple[str, str], ...] = (
+    ("Requests per second", "requests"),
+    ("Error ratio", "error_ratio"),
+    ("p95 latency (s)", "latency_p95"),
+)
+
+
 def _show_red(tel: Any, service: str, start: Any, end: Any, shade_from: Any, changes: Any) -> None:
     from IPython.display import display
 
     from incidentbook.charts import figure_bundle, timeseries_figure
 
     svc = promql_string(service)
-    for title, template in RED_QUERIES:
-        query = template.format(service=svc)
+    disc = _discovery(tel, service, start, end)
+    for (title, signal), (_, template) in zip(RED_SIGNALS, RED_QUERIES):
+        r = disc.resolved(service, signal) if disc is not None else None
+        if disc is not None and r is None:
+            _note(f"{title}: no readable {signal} signal for {service} - add a mapping (docs/signals.md)")
+            continue
+        query = r.query() if r is not None else template.format(service=svc)
         result = tel.safe_query_range(query, start, end)
         if result.status == "ok":
             fig = timeseries_figure(result.data, f"{service}: {title}", window=(shade_from, end),
@@ -417,24 +430,62 @@ EVIDENCE_MIME = "application/vnd.incidentbook.evidence+json"
 
 
 class Panel:
-    """One evidence chart of a runbook: a PromQL query over the incident window.
+    """One evidence chart of a runbook: a catalogue signal, or a PromQL query, over the window.
 
+    `signal` names a catalogue signal (`error_ratio`, `latency_p95`, `pool_in_use`, ...; see
+    docs/signals.md): the query is then the one for the dialect the service actually speaks,
+    and `query` (optional) is only used when the catalogue finds nothing for the service.
     `query` may use `{service}` and `{namespace}` (filled in escaped). `worse` says which way is
     bad ("up" or "down"): several series are collapsed to their worst value per timestamp for
     the summary line, which compares the median before the alert with the median since.
     """
 
-    def __init__(self, title: str, query: str, unit: str = "", worse: str = "up") -> None:
+    def __init__(self, title: str, query: str = "", unit: str = "", worse: str = "up", signal: str = "") -> None:
         if worse not in ("up", "down"):
             raise ValueError(f"worse={worse!r}; use 'up' or 'down'")
-        self.title, self.query, self.unit, self.worse = title, query, unit, worse
+        if not query and not signal:
+            raise ValueError(f"Panel {title!r} needs a query or a catalogue signal")
+        if signal:
+            from incidentbook.telemetry.signals import SIGNALS
 
-    def render(self, service: str = "", namespace: str = "") -> str:
-        """The query with the service and namespace filled in."""
+            if signal not in SIGNALS:
+                raise ValueError(f"Panel {title!r}: unknown signal {signal!r}; use one of: {', '.join(SIGNALS)}")
+        self.title, self.query, self.unit, self.worse, self.signal = title, query, unit, worse, signal
+
+    def render(self, service: str = "", namespace: str = "", discovery: Any = None) -> str:
+        """The query with the service and namespace filled in ("" when neither source has one).
+
+        With a `discovery` (telemetry.signals.Discovery) a signal panel uses the catalogue's query.
+        """
+        if self.signal and discovery is not None and service:
+            r = discovery.resolved(service, self.signal)
+            if r is not None:
+                return str(r.query())
+        if not self.query:
+            return ""
         return self.query.format(service=promql_string(service), namespace=promql_string(namespace))
 
     def __repr__(self) -> str:
-        return f"Panel({self.title!r}, {self.query!r})"
+        return f"Panel({self.title!r}, {self.query!r}" + (f", signal={self.signal!r})" if self.signal else ")")
+
+
+def _discovery(tel: Any, service: str, start: Any, end: Any) -> Any:
+    """The signal catalogue's view of one service (with the [signals.*] mappings in effect); None on failure."""
+    from incidentbook.telemetry.signals import discover
+
+    if not service:
+        return None
+    try:
+        from incidentbook.config import load_config
+
+        mappings = load_config().signals
+    except Exception:  # a broken config must not stop the evidence: built-in dialects still work
+        mappings = None
+    try:
+        disc = discover(tel, [service], start, end, mappings)
+    except Exception:  # discovery is best effort; the panels' own queries still run
+        return None
+    return disc if disc.listed else None
 
 
 def format_quantity(value: float | None, unit: str = "") -> str:
@@ -517,8 +568,17 @@ def show_panels(panels: list[Panel], *, sources: Mapping[str, Any] | None = None
         return results
     from incidentbook.charts import timeseries_figure
 
+    disc = _discovery(tel, service, window_start, window_end) if any(p.signal for p in panels) else None
     for panel in panels:
-        query = panel.render(service, namespace)
+        query = panel.render(service, namespace, disc)
+        if not query:
+            why = (f"no readable {panel.signal} signal for {service or 'this service'} - add a mapping "
+                   f"(docs/signals.md)")
+            payload = {"title": panel.title, "query": "", "unit": panel.unit, "status": "no_signal",
+                       "before": None, "after": None, "worst": None}
+            _display_evidence(payload, f"{_e(panel.title)}: {_e(why)}", f"{panel.title}: {why}")
+            results[panel.title] = payload
+            continue
         try:
             result = tel.safe_query_range(query, window_start, window_end)
         except Exception as e:  # same contract as safe_*: show the failure, keep going

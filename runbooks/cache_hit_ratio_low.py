@@ -74,7 +74,7 @@ show_alert(alertname=alertname, service=service, severity=severity, labels=label
 
 # %%
 cache = show_panels([
-    Panel("Hit ratio", 'sum(rate(redis_keyspace_hits_total{{service="{service}"}}[5m])) / (sum(rate(redis_keyspace_hits_total{{service="{service}"}}[5m])) + sum(rate(redis_keyspace_misses_total{{service="{service}"}}[5m])))', "ratio", worse="down"),
+    Panel("Hit ratio", 'sum(rate(redis_keyspace_hits_total{{service="{service}"}}[5m])) / (sum(rate(redis_keyspace_hits_total{{service="{service}"}}[5m])) + sum(rate(redis_keyspace_misses_total{{service="{service}"}}[5m])))', "ratio", worse="down", signal="cache_hit_ratio"),
     Panel("Misses per second", 'sum(rate(redis_keyspace_misses_total{{service="{service}"}}[5m]))', "/s"),
     Panel("Evictions per second", 'sum(rate(redis_evicted_keys_total{{service="{service}"}}[5m]))', "/s"),
     Panel("Memory used / maxmemory", 'max(redis_memory_used_bytes{{service="{service}"}}) / max(redis_memory_max_bytes{{service="{service}"}})', "ratio"),

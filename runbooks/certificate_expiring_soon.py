@@ -81,8 +81,8 @@ expiry = show_instant("Days until the certificate expires",
 
 # %%
 probes = show_panels([
-    Panel("Probe success", 'min(probe_success{{service="{service}"}})', "", worse="down"),
-    Panel("Requests per second", 'sum(rate(http_requests_total{{service="{service}"}}[5m]))', "req/s", worse="down"),
+    Panel("Probe success", 'min(probe_success{{service="{service}"}})', "", worse="down", signal="probe_success"),
+    Panel("Requests per second", 'sum(rate(http_requests_total{{service="{service}"}}[5m]))', "req/s", worse="down", signal="requests"),
     Panel("5xx ratio of every service", 'sum by (service) (rate(http_requests_total{{namespace="{namespace}",code=~"5.."}}[5m])) / sum by (service) (rate(http_requests_total{{namespace="{namespace}"}}[5m]))', "ratio"),
 ], **scope)
 

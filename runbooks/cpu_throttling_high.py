@@ -74,11 +74,11 @@ show_alert(alertname=alertname, service=service, severity=severity, labels=label
 
 # %%
 cpu = show_panels([
-    Panel("Throttled share of CFS periods (per pod)", 'sum by (pod) (increase(container_cpu_cfs_throttled_periods_total{{service="{service}"}}[5m])) / sum by (pod) (increase(container_cpu_cfs_periods_total{{service="{service}"}}[5m]))', "ratio"),
+    Panel("Throttled share of CFS periods (per pod)", 'sum by (pod) (increase(container_cpu_cfs_throttled_periods_total{{service="{service}"}}[5m])) / sum by (pod) (increase(container_cpu_cfs_periods_total{{service="{service}"}}[5m]))', "ratio", signal="cpu_throttling"),
     Panel("CPU used / limit (per pod)", 'sum by (pod) (rate(container_cpu_usage_seconds_total{{service="{service}"}}[5m])) / sum by (pod) (kube_pod_container_resource_limits{{service="{service}",resource="cpu"}})', "ratio"),
     Panel("CPU seconds per request", 'sum(rate(container_cpu_usage_seconds_total{{service="{service}"}}[5m])) / sum(rate(http_requests_total{{service="{service}"}}[5m]))', "s"),
-    Panel("Requests per second", 'sum(rate(http_requests_total{{service="{service}"}}[5m]))', "req/s"),
-    Panel("p95 latency", 'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{service="{service}"}}[5m])))', "s"),
+    Panel("Requests per second", 'sum(rate(http_requests_total{{service="{service}"}}[5m]))', "req/s", signal="requests"),
+    Panel("p95 latency", 'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{service="{service}"}}[5m])))', "s", signal="latency_p95"),
 ], **scope)
 
 # %%

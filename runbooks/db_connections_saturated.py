@@ -78,7 +78,7 @@ pool = show_panels([
     Panel("Time spent waiting for a connection (s/s)", 'sum(rate(db_pool_wait_seconds_total{{service="{service}"}}[5m]))', "s"),
     Panel("Database query p99", 'histogram_quantile(0.99, sum by (le) (rate(db_query_duration_seconds_bucket{{service="{service}"}}[5m])))', "s"),
     Panel("Database sessions by state", 'sum by (state) (pg_stat_activity_count{{namespace="{namespace}"}})', "sessions"),
-    Panel("5xx error ratio", 'sum(rate(http_requests_total{{service="{service}",code=~"5.."}}[5m])) / sum(rate(http_requests_total{{service="{service}"}}[5m]))', "ratio"),
+    Panel("5xx error ratio", 'sum(rate(http_requests_total{{service="{service}",code=~"5.."}}[5m])) / sum(rate(http_requests_total{{service="{service}"}}[5m]))', "ratio", signal="error_ratio"),
 ], **scope)
 
 # %%

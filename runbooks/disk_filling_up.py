@@ -74,7 +74,7 @@ show_alert(alertname=alertname, service=service, severity=severity, labels=label
 
 # %%
 disk = show_panels([
-    Panel("Volume free space (share)", 'min by (persistentvolumeclaim) (kubelet_volume_stats_available_bytes{{service="{service}"}} / kubelet_volume_stats_capacity_bytes{{service="{service}"}})', "ratio", worse="down"),
+    Panel("Volume free space (share)", 'min by (persistentvolumeclaim) (kubelet_volume_stats_available_bytes{{service="{service}"}} / kubelet_volume_stats_capacity_bytes{{service="{service}"}})', "ratio", worse="down", signal="disk_free_ratio"),
     Panel("Volume free space", 'min by (persistentvolumeclaim) (kubelet_volume_stats_available_bytes{{service="{service}"}})', "bytes", worse="down"),
     Panel("Fill rate (bytes per hour)", '-3600 * sum(deriv(kubelet_volume_stats_available_bytes{{service="{service}"}}[15m]))', "bytes"),
     Panel("Node filesystem free space (share)", 'min by (instance) (node_filesystem_avail_bytes{{service="{service}"}} / node_filesystem_size_bytes{{service="{service}"}})', "ratio", worse="down"),

@@ -78,8 +78,8 @@ show_alert(alertname=alertname, service=service, severity=severity, labels=label
 # Requests, errors and latency of the alerting service, before and since the alert.
 red = show_panels([
     Panel("Requests per second by status code", 'sum by (code) (rate(http_requests_total{{service="{service}"}}[5m]))', "req/s"),
-    Panel("5xx error ratio", 'sum(rate(http_requests_total{{service="{service}",code=~"5.."}}[5m])) / sum(rate(http_requests_total{{service="{service}"}}[5m]))', "ratio"),
-    Panel("p95 latency", 'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{service="{service}"}}[5m])))', "s"),
+    Panel("5xx error ratio", 'sum(rate(http_requests_total{{service="{service}",code=~"5.."}}[5m])) / sum(rate(http_requests_total{{service="{service}"}}[5m]))', "ratio", signal="error_ratio"),
+    Panel("p95 latency", 'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{service="{service}"}}[5m])))', "s", signal="latency_p95"),
 ], **scope)
 
 # %%

@@ -75,8 +75,8 @@ show_alert(alertname=alertname, service=service, severity=severity, labels=label
 latency = show_panels([
     Panel("p50 / p99 latency", 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{service="{service}"}}[5m])))', "s"),
     Panel("p50 latency", 'histogram_quantile(0.5, sum by (le) (rate(http_request_duration_seconds_bucket{{service="{service}"}}[5m])))', "s"),
-    Panel("Requests per second", 'sum(rate(http_requests_total{{service="{service}"}}[5m]))', "req/s"),
-    Panel("5xx error ratio", 'sum(rate(http_requests_total{{service="{service}",code=~"5.."}}[5m])) / sum(rate(http_requests_total{{service="{service}"}}[5m]))', "ratio"),
+    Panel("Requests per second", 'sum(rate(http_requests_total{{service="{service}"}}[5m]))', "req/s", signal="requests"),
+    Panel("5xx error ratio", 'sum(rate(http_requests_total{{service="{service}",code=~"5.."}}[5m])) / sum(rate(http_requests_total{{service="{service}"}}[5m]))', "ratio", signal="error_ratio"),
 ], **scope)
 
 # %%

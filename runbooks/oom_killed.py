@@ -77,8 +77,8 @@ show_alert(alertname=alertname, service=service, severity=severity, labels=label
 # %%
 memory = show_panels([
     Panel("Memory working set / limit (per pod)", 'max by (pod) (container_memory_working_set_bytes{{service="{service}"}}) / max by (pod) (kube_pod_container_resource_limits{{service="{service}",resource="memory"}})', "ratio"),
-    Panel("Memory working set (per pod)", 'max by (pod) (container_memory_working_set_bytes{{service="{service}"}})', "bytes"),
-    Panel("Container restarts (per pod)", 'max by (pod) (kube_pod_container_status_restarts_total{{service="{service}"}})', "restarts"),
+    Panel("Memory working set (per pod)", 'max by (pod) (container_memory_working_set_bytes{{service="{service}"}})', "bytes", signal="memory"),
+    Panel("Container restarts (per pod)", 'max by (pod) (kube_pod_container_status_restarts_total{{service="{service}"}})', "restarts", signal="restarts"),
 ], **scope)
 
 # %%

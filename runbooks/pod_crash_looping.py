@@ -75,8 +75,8 @@ show_alert(alertname=alertname, service=service, severity=severity, labels=label
 
 # %%
 restarts = show_panels([
-    Panel("Container restarts (per pod)", 'max by (pod) (kube_pod_container_status_restarts_total{{service="{service}"}})', "restarts"),
-    Panel("Last termination was OOMKilled", 'max by (pod) (kube_pod_container_status_last_terminated_reason{{service="{service}",reason="OOMKilled"}})', ""),
+    Panel("Container restarts (per pod)", 'max by (pod) (kube_pod_container_status_restarts_total{{service="{service}"}})', "restarts", signal="restarts"),
+    Panel("Last termination was OOMKilled", 'max by (pod) (kube_pod_container_status_last_terminated_reason{{service="{service}",reason="OOMKilled"}})', "", signal="oom"),
     Panel("Memory working set vs limit", 'max by (pod) (container_memory_working_set_bytes{{service="{service}"}}) / max by (pod) (kube_pod_container_resource_limits{{service="{service}",resource="memory"}})', "ratio"),
     Panel("Pods serving (up)", 'sum(up{{service="{service}"}})', "pods", worse="down"),
 ], **scope)

@@ -77,9 +77,9 @@ planned = show_planned_events(**scope)
 
 # %%
 traffic = show_panels([
-    Panel("Requests per second", 'sum(rate(http_requests_total{{service="{service}"}}[5m]))', "req/s"),
+    Panel("Requests per second", 'sum(rate(http_requests_total{{service="{service}"}}[5m]))', "req/s", signal="requests"),
     Panel("Requests per second an hour earlier", 'sum(rate(http_requests_total{{service="{service}"}}[5m] offset 1h))', "req/s"),
-    Panel("5xx error ratio", 'sum(rate(http_requests_total{{service="{service}",code=~"5.."}}[5m])) / sum(rate(http_requests_total{{service="{service}"}}[5m]))', "ratio"),
+    Panel("5xx error ratio", 'sum(rate(http_requests_total{{service="{service}",code=~"5.."}}[5m])) / sum(rate(http_requests_total{{service="{service}"}}[5m]))', "ratio", signal="error_ratio"),
     Panel("Requests per second by route", 'sum by (route) (rate(http_requests_total{{service="{service}"}}[5m]))', "req/s"),
 ], **scope)
 

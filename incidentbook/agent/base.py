@@ -14,7 +14,9 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from incidentbook.registry import Registry
 
-#: The fault-kind vocabulary a hypothesis names (shared with scenarios and evals).
+#: The fault-kind vocabulary a hypothesis names (shared with scenarios and evals). An investigator
+#: may name a more specific kind outside it (the rules name `kv_cache_saturation`); evals score
+#: such kinds as `other`.
 FAULT_KINDS: dict[str, str] = {
     "bad_deploy": "a rollout introduced errors or latency",
     "cache_failure": "a cache stopped serving hits; its callers and its backing store feel the misses",
@@ -28,6 +30,9 @@ FAULT_KINDS: dict[str, str] = {
     "cert_expiry": "a TLS certificate expired or is about to",
     "planned_load": "expected load from a planned event (not a fault)",
     "disk_full": "a volume or filesystem fills up; writes fail when no space is left",
+    "dependency_outage": "a dependency outside the system (a third-party API) fails or hangs; only its callers' "
+                         "metrics and probes show it",
+    "consumer_lag": "a consumer stalls or falls behind; its consumer-group lag grows",
     "unknown": "not yet explained",
 }
 
@@ -131,6 +136,8 @@ class InvestigationContext:
     namespace: str = ""
     question: str = ""
     history: Any = None  # postmortem library search API, when present
+    # The signal catalogue (built-in dialects + [signals.*] mappings); None: the built-in one.
+    catalogue: Any = None
     # Called as each hypothesis / proposal is found, so a board can fill while the investigation runs.
     on_hypothesis: Callable[[Hypothesis], None] | None = None
     on_proposal: Callable[[Proposal], None] | None = None
@@ -149,6 +156,9 @@ class Investigation(_Serialisable):
     started: str = field(default_factory=_now)
     duration_s: float = 0.0
     usage: dict[str, Any] = field(default_factory=dict)  # tokens, cost for model investigators
+    # Which services had readable signals (telemetry.signals.Discovery.coverage): the reason
+    # behind a quiet board, and the `coverage` field of `eval --json`.
+    coverage: dict[str, Any] = field(default_factory=dict)
 
     @property
     def proposals(self) -> list[Proposal]:

@@ -29,6 +29,9 @@ How to reason:
   planned event that explains a load rise is not a fault.
 - Every claim needs evidence: the tool call and the numbers it returned. Prefer one precise query
   to many broad ones. Say what would refute each hypothesis.
+- Services export different metric dialects (Micrometer, OpenTelemetry, Istio, gRPC, ...). Call
+  list_signals to get each service's queries instead of guessing metric names, and say so when a
+  service has no readable error or latency signal rather than treating it as healthy.
 - The deterministic checks already ran; their findings are in your starting context. Build on
   them: confirm, refine, or argue against them with evidence.
 

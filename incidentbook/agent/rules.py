@@ -39,17 +39,19 @@ from incidentbook.agent.checks import cache, certs, clients, disk, logs, saturat
 from incidentbook.agent.checks import changes as change_check
 from incidentbook.agent.checks.common import Finding, Probe, baseline_end, first
 from incidentbook.agent.checks.context import explains_load, planned_events
-from incidentbook.agent.checks.http import RATE, Red, check_red, code_mix
+from incidentbook.agent.checks.http import Red, check_probes, check_red, code_mix
 from incidentbook.analysis.ranking import callees, callers, place, position
 from incidentbook.telemetry.bundle import iso
+from incidentbook.telemetry.signals import coverage_message
 
 #: How much a specific signal says about its fault kind (weights of the evidence, 0..1).
 KIND_WEIGHT = {
     "cert_expiry": 1.0, "memory_leak": 0.95, "disk_full": 0.95, "cache_failure": 0.95, "db_pool_exhaustion": 0.85,
     "abuse": 0.85, "cpu_throttling": 0.75, "bad_deploy": 0.7, "config_change": 0.7, "feature_flag": 0.7,
-    "slow_dependency": 0.5, "unknown": 0.2,
+    "slow_dependency": 0.5, "unknown": 0.2, "dependency_outage": 0.8, "consumer_lag": 0.85,
+    "kv_cache_saturation": 0.85,
 }
-FAILURE_SIGNALS = ("5xx ratio", "p95 latency")
+FAILURE_SIGNALS = ("5xx ratio", "p95 latency", "probe failing")
 #: Saturation a deploy, config edit or flag flip on the same service commonly causes.
 CHANGE_CAUSABLE = {"db_pool_exhaustion", "cpu_throttling"}
 
@@ -91,25 +93,44 @@ class RulesInvestigator:
     def _investigate(self, ctx: InvestigationContext, p: Probe, inv: Investigation) -> None:
         cut = baseline_end(ctx)
         inv.notes.append(f"baseline {iso(p.start)} .. {iso(cut)}; incident window {iso(cut)} .. {iso(p.end)}")
-        topo = {k: list(v) for k, v in ctx.topology.items()}
+        topo = p.topology()
+        found = {k: [d for d in v if d not in ctx.topology.get(k, [])] for k, v in topo.items()}
+        found = {k: v for k, v in found.items() if v}
+        if found:
+            inv.notes.append("call graph from the metrics: " + "; ".join(
+                f"{k} -> {', '.join(v)}" for k, v in sorted(found.items())[:12]))
+        if p.external:
+            inv.notes.append("dependencies with no series of their own (read from their callers and probes): "
+                             + ", ".join(sorted(p.external)))
         events = p.table("events")
         changes = p.table("changes", p.start - pd.Timedelta("1h"), p.end)
         planned = [e for e in planned_events(p.table("context"), p.start, p.end) if explains_load(e)]
 
+        coverage = p.discovery().coverage()
+        gap = coverage_message(coverage)
+        if gap:
+            inv.notes.append(gap)
+        elif not coverage.get("listed", True):
+            inv.notes.append("the metrics source could not list its series: signals were not discovered "
+                             "(check %sources)")
+        inv.coverage = coverage
         red = check_red(p, cut)
         findings: list[Finding] = list(red.findings)
+        findings += check_probes(p, cut)
         findings += saturation.check_throttling(p, cut)
         findings += saturation.check_memory(p, cut, events)
         findings += saturation.check_pools(p, cut)
+        findings += saturation.check_consumer_lag(p, cut)
+        findings += saturation.check_kv_cache(p, cut)
         findings += cache.check_cache(p, cut)
         findings += certs.check_certs(p, cut)
         findings += disk.check_disks(p, cut)
-        findings += _rate_limiting(red)
+        findings += _rate_limiting(red, lambda svc: p.signal_query("codes", svc))
         failing = [f for f in findings if f.signal in FAILURE_SIGNALS]
         findings += clients.check_clients_metrics(p, cut, first(f.onset for f in failing))
         findings += logs.check_logs(p, cut)
 
-        rate_series = p.per_service(p.range(RATE))
+        rate_series = p.signal("requests")
         cost = saturation.cpu_per_request(p, rate_series, cut)
         findings += saturation.check_cpu_cost(p, rate_series, cut)
         findings = self._explain_load(findings, red, cost, topo, planned, inv)
@@ -134,9 +155,9 @@ class RulesInvestigator:
         onsets.update({svc: t for svc, t in severe.items() if svc in onsets})
         placement = place(onsets, topo, explainers=severe)
 
-        cands = self._candidates(by_svc, placement, red, changes, topo, onsets, first(severe.values()))
+        cands = self._candidates(p, by_svc, placement, red, changes, topo, onsets, first(severe.values()))
         if planned and not cands:
-            self._planned_only(planned, red, inv, ctx)
+            self._planned_only(p, planned, red, inv, ctx)
             return
         if planned:
             inv.notes.append("planned event(s) in the window: " + "; ".join(
@@ -148,11 +169,14 @@ class RulesInvestigator:
             conf = _confidence(c.score, c.score / total)
             if conf < self.min_confidence and i > 0:
                 continue
-            h = self._hypothesis(i, c, conf, topo, by_svc, (iso(p.start), iso(p.end)))
+            h = self._hypothesis(p, i, c, conf, topo, by_svc, (iso(p.start), iso(p.end)))
+            _mark_symptom(h, inv.hypotheses, placement, topo)
             _similar(ctx, h, inv.errors)
             inv.hypotheses.append(h)
         if not inv.hypotheses:
-            inv.notes.append("no service left its baseline: nothing to explain in this window")
+            read = coverage["readable"]
+            inv.notes.append(f"no service left its baseline: nothing to explain in this window "
+                             f"({read} of {coverage['services']} services had a readable error or latency signal)")
 
     # ------------------------------------------------------------------------------------------
     def _explain_load(self, findings: list[Finding], red: Red, cost: dict[str, float],
@@ -200,6 +224,11 @@ class RulesInvestigator:
                 by_load.setdefault(svc, []).append(f"{f.signal} {f.evidence.value.get('baseline')} -> "
                                                    f"{f.evidence.value.get('level')}" + (" (large)" if big else ""))
                 continue
+            if planned and f.kind == "kv_cache_saturation" and more_load(svc) and _covers(planned, f.onset):
+                # a full KV cache under the planned traffic is capacity, not a fault
+                by_load.setdefault(svc, []).append(f"{f.signal} {f.evidence.value.get('baseline')} -> "
+                                                   f"{f.evidence.value.get('level')} (large)")
+                continue
             if abusers & (callers(topo, svc) | {svc}) and svc in load_up and (
                     f.generic or f.kind in ("cpu_throttling", "db_pool_exhaustion")):
                 inv.notes.append(f"{f.signal} on {svc} follows its request rate (x{load_up[svc]:.2f}) driven by "
@@ -229,7 +258,7 @@ class RulesInvestigator:
                              "capacity review): " + "; ".join(f"{svc}: {', '.join(v)}" for svc, v in sorted(by_load.items())))
         return out
 
-    def _candidates(self, by_svc: dict[str, list[Finding]], placement: dict[str, Any], red: Red,
+    def _candidates(self, p: Probe, by_svc: dict[str, list[Finding]], placement: dict[str, Any], red: Red,
                     changes: pd.DataFrame, topo: dict[str, list[str]],
                     onsets: dict[str, pd.Timestamp | None], earliest: pd.Timestamp | None) -> list[_Candidate]:
         cands: dict[tuple[str, str], _Candidate] = {}
@@ -279,6 +308,8 @@ class RulesInvestigator:
                 if generic and not kinds and not near:
                     slow = max((float(f.detail.get("ratio", 0)) for f in generic if f.signal == "p95 latency"), default=0)
                     kind = "slow_dependency" if slow else "unknown"
+                    if svc in p.external:  # no series of its own: an outside dependency failing
+                        kind = "dependency_outage"
                     c = cand(svc, kind)
                     # a service many times slower with healthy dependencies is hanging, not just busy
                     c.score += 0.5 * gen_strength + (0.5 if slow >= 5 else 0.0)
@@ -315,16 +346,15 @@ class RulesInvestigator:
                         c.evidence_for.append(Evidence(
                             summary=f"{svc}'s request rate fell to x{drop.ratio:.2f} while its callers "
                                     f"{', '.join(sorted(failing_callers))} fail: requests stop reaching it",
-                            source="promql", query=RATE))
+                            source="promql", query=p.signal_query("requests", svc)))
         for c in cands.values():
             mix = code_mix(red, c.service)
             if mix:
                 c.evidence_for.append(Evidence(summary=f"{c.service} non-2xx responses in the incident window: {mix}",
-                                               source="promql",
-                                               query='sum by (service, code) (rate(http_requests_total{code=~"4..|5.."}[2m]))'))
+                                               source="promql", query=p.signal_query("codes", c.service)))
         return [c for c in cands.values() if c.score > 0]
 
-    def _planned_only(self, planned: list[dict[str, Any]], red: Red, inv: Investigation,
+    def _planned_only(self, p: Probe, planned: list[dict[str, Any]], red: Red, inv: Investigation,
                       ctx: InvestigationContext) -> None:
         ev = planned[0]
         rises = sorted(((s, a) for s, a in red.rate.items() if a.ratio >= 1.15), key=lambda x: -x[1].ratio)
@@ -333,7 +363,8 @@ class RulesInvestigator:
             f"planned event {ev['title']!r} ({ev['kind']}, {ev['start']} .. {ev['end']}) covers the window and "
             f"explains the load: " + (", ".join(f"{s} x{a.ratio:.2f}" for s, a in rises[:4]) or "no rise measured")
             + f"; highest 5xx ratio {err:.2%}. Not an incident cause: no cause hypothesis opened.")
-        entry = [s for s, _ in rises if not callers(ctx.topology, s)]
+        # where the planned traffic enters: a service nobody calls (not an outside dependency)
+        entry = [s for s, _ in rises if not callers(ctx.topology, s) and s not in p.external]
         svc = entry[0] if entry else rises[0][0] if rises else (ev.get("services") or [""])[0]
         h = Hypothesis(
             id="h1", statement=f"expected load from the planned event {ev['title']!r}, not a fault",
@@ -341,16 +372,18 @@ class RulesInvestigator:
             confidence=0.8,
             evidence_for=[Evidence(summary=f"planned: {ev['title']} {ev['start']} .. {ev['end']}", source="context",
                                    value=ev)] + [Evidence(summary=f"{s}: requests/s x{a.ratio:.2f}", source="promql",
-                                                          query=RATE, value={"ratio": round(a.ratio, 3)})
+                                                          query=p.signal_query("requests", s),
+                                                          value={"ratio": round(a.ratio, 3)})
                                                  for s, a in rises[:4]],
-            signals=[Signal("request rate rise", s, "symptom", iso(a.onset) if a.onset is not None else None, RATE)
-                     for s, a in rises[:4]])
+            signals=[Signal("request rate rise", s, "symptom", iso(a.onset) if a.onset is not None else None,
+                            p.signal_query("requests", s)) for s, a in rises[:4]])
         h.proposals = [Proposal(id="h1-p1", title="Traffic and errors by service",
-                                code=f"%promql {RATE}\n", rationale="confirm errors stay flat while traffic rises",
+                                code=f"%promql {(p.signal_query('requests').splitlines() or ['sum(up)'])[0]}\n",
+                                rationale="confirm errors stay flat while traffic rises",
                                 hypothesis="h1")]
         inv.hypotheses.append(h)
 
-    def _hypothesis(self, i: int, c: _Candidate, conf: float, topo: dict[str, list[str]],
+    def _hypothesis(self, p: Probe, i: int, c: _Candidate, conf: float, topo: dict[str, list[str]],
                     by_svc: dict[str, list[Finding]], window: tuple[str, str] | None = None) -> Hypothesis:
         hid = f"h{i + 1}"
         signals = list(c.signals)
@@ -380,10 +413,24 @@ class RulesInvestigator:
         return Hypothesis(id=hid, statement=text, service=c.service, fault_kind=c.kind, role="cause",
                           position="root", confidence=conf, evidence_for=ev_for,
                           evidence_against=_dedupe(c.evidence_against), signals=uniq,
-                          proposals=_proposals(hid, c, window))
+                          proposals=_proposals(p, hid, c, window))
 
 
 PLANNED_SLACK = pd.Timedelta("45min")  # launches ramp up before their announced start
+
+
+def _mark_symptom(h: Hypothesis, above: list[Hypothesis], placement: dict[str, Any],
+                  topo: dict[str, list[str]]) -> None:
+    """A service whose anomaly a higher-ranked cause explains is its symptom, not a second root."""
+    pl = placement.get(h.service)
+    if pl is None or pl.is_root:
+        return
+    for top in above:
+        if top.role == "cause" and top.service != h.service and top.service in pl.explained_by:
+            h.role = "symptom"
+            h.position = position(topo, top.service, h.service)  # type: ignore[assignment]
+            h.statement += f" - a symptom of {top.service} ({top.id}): it went bad no earlier than {top.service}"
+            return
 
 
 def _covers(planned: list[dict[str, Any]], t: pd.Timestamp | None, slack: pd.Timedelta = PLANNED_SLACK) -> bool:
@@ -397,14 +444,14 @@ def _severe(f: Finding) -> bool:
     """Whether an anomaly is strong enough to make callers fail (and so explain their symptoms)."""
     if f.strength < 0.2 or "load_driven" in f.detail:
         return False
-    if f.signal == "5xx ratio":
+    if f.signal in ("5xx ratio", "probe failing"):
         return True
     if f.signal == "p95 latency":
         return float(f.detail.get("ratio", 0)) >= 3
     return bool(f.kind)
 
 
-def _rate_limiting(red: Red) -> list[Finding]:
+def _rate_limiting(red: Red, query_of: Any = str) -> list[Finding]:
     """429s or 401 storms: someone is being throttled or refused, which points at the clients."""
     out = []
     for svc, codes in red.codes.items():
@@ -415,7 +462,7 @@ def _rate_limiting(red: Red) -> list[Finding]:
             out.append(Finding(svc, "rate limiting (429)", min(n429 / level * 2, 1.0), total.onset if total else None,
                                Evidence(summary=f"{svc}: {n429:.1f}/s 429 responses ({n429 / level:.0%} of requests)",
                                         source="promql",
-                                        query=f'sum by (service, code) (rate(http_requests_total{{service="{svc}", code="429"}}[2m]))',
+                                        query=query_of(svc),
                                         value={"per_s": round(n429, 3), "share": round(n429 / level, 4)}),
                                kind="abuse"))
     return out
@@ -449,47 +496,49 @@ _STATEMENTS = {
     "cert_expiry": "{svc}: its TLS certificate expired; callers fail the handshake",
     "disk_full": "{svc}: its disk is filling up (or full); writes fail when no space is left",
     "unknown": "{svc}: failing, cause not yet explained",
+    "dependency_outage": "{svc}: this outside dependency fails or hangs; its callers' client metrics and probes show it",
+    "consumer_lag": "{svc}: the consumer stalled or fell behind; its consumer-group lag keeps growing",
+    "kv_cache_saturation": "{svc}: its KV cache is full; requests queue, are preempted and slow down",
 }
 
+#: Which catalogue signal confirms or refutes each fault kind, and what to look for in it.
 _CONFIRM = {
-    "bad_deploy": ('sum by (pod) (rate(http_requests_total{{service="{svc}", code=~"5.."}}[5m]))',
-                   "5xx by pod: are only the new pods failing?"),
-    "cache_failure": ('sum by (service) (rate(redis_keyspace_misses_total{{service="{svc}"}}[5m])) / '
-                      'sum by (service) (rate(redis_keyspace_hits_total{{service="{svc}"}}[5m]) + '
-                      'rate(redis_keyspace_misses_total{{service="{svc}"}}[5m]))', "miss ratio over time"),
-    "memory_leak": ('max by (pod) (container_memory_working_set_bytes{{service="{svc}"}})',
-                    "working set per pod: does it climb until a restart?"),
-    "db_pool_exhaustion": ('max by (pod) (db_pool_connections_in_use{{service="{svc}"}})',
-                           "connections in use per pod against the pool maximum"),
-    "cpu_throttling": ('sum by (pod) (rate(container_cpu_cfs_throttled_periods_total{{service="{svc}"}}[5m])) / '
-                       'sum by (pod) (rate(container_cpu_cfs_periods_total{{service="{svc}"}}[5m]))',
-                       "throttled share of CFS periods per pod"),
-    "slow_dependency": ('histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket'
-                        '{{service="{svc}"}}[5m])))', "p95 latency of the suspected slow service"),
-    "abuse": ('sum by (service, code) (rate(http_requests_total{{service="{svc}", code=~"4.."}}[5m]))',
-              "4xx by code: rate limiting and refused logins"),
-    "config_change": ('sum by (route, code) (rate(http_requests_total{{service="{svc}", code=~"5.."}}[5m]))',
-                      "5xx by route: is one upstream call path failing?"),
-    "feature_flag": ('sum by (service) (rate(db_query_duration_seconds_count{{service="{svc}"}}[5m]))',
-                     "database queries per second from the flagged service"),
-    "cert_expiry": ('probe_ssl_earliest_cert_expiry{{service="{svc}"}} - time()',
-                    "seconds until (negative: since) the certificate expiry"),
-    "disk_full": ('min by (persistentvolumeclaim) (kubelet_volume_stats_available_bytes{{service="{svc}"}} / '
-                  'kubelet_volume_stats_capacity_bytes{{service="{svc}"}})',
-                  "free share of each volume: how fast is it falling?"),
-    "unknown": ('sum by (code) (rate(http_requests_total{{service="{svc}"}}[5m]))', "responses by code"),
+    "bad_deploy": ("error_ratio", "error ratio over time: did it start with the rollout?"),
+    "cache_failure": ("cache_hit_ratio", "hit ratio over time"),
+    "memory_leak": ("memory", "memory in use: does it climb until a restart?"),
+    "db_pool_exhaustion": ("pool_in_use", "connections in use against the pool maximum"),
+    "cpu_throttling": ("cpu_throttling", "throttled share of CFS periods"),
+    "slow_dependency": ("latency_p95", "p95 latency of the suspected slow service"),
+    "abuse": ("codes", "4xx/5xx by code: rate limiting and refused logins"),
+    "config_change": ("error_ratio", "error ratio over time: did it start with the change?"),
+    "feature_flag": ("requests", "requests per second of the flagged service"),
+    "cert_expiry": ("cert_expiry", "certificate expiry time (compare with time())"),
+    "disk_full": ("disk_free_ratio", "free share of each volume: how fast is it falling?"),
+    "unknown": ("codes", "responses by code"),
+    "dependency_outage": ("error_ratio", "the callers' error ratio on this dependency"),
+    "consumer_lag": ("consumer_lag", "consumer-group lag over time: still growing?"),
+    "kv_cache_saturation": ("kv_cache_usage", "KV-cache usage against 1.0, and the queue behind it"),
 }
 
 
-def _proposals(hid: str, c: _Candidate, window: tuple[str, str] | None = None) -> list[Proposal]:
-    """One to three read-only cells that confirm or refute the hypothesis."""
-    q, why = _CONFIRM.get(c.kind, _CONFIRM["unknown"])
-    out = [Proposal(id=f"{hid}-p1", title=why, code=f"%promql {q.format(svc=c.service)}\n",
-                    rationale=f"confirm {c.kind} on {c.service}: {why}", hypothesis=hid)]
-    out.append(Proposal(id=f"{hid}-p2", title=f"{c.service} errors by code",
-                        code=f'%promql sum by (code) (rate(http_requests_total{{service="{c.service}"}}[5m]))\n',
-                        rationale="refute: if the error mix did not change at the onset, look elsewhere",
-                        hypothesis=hid))
+def _proposals(p: Probe, hid: str, c: _Candidate, window: tuple[str, str] | None = None) -> list[Proposal]:
+    """One to three read-only cells that confirm or refute the hypothesis (queries from the catalogue)."""
+    signal, why = _CONFIRM.get(c.kind, _CONFIRM["unknown"])
+    out = []
+    q = p.signal_query(signal, c.service)
+    if q:
+        out.append(Proposal(id=f"{hid}-p1", title=why, code=f"%promql {q}\n",
+                            rationale=f"confirm {c.kind} on {c.service}: {why}", hypothesis=hid))
+    else:
+        out.append(Proposal(id=f"{hid}-p1", title=f"signals readable for {c.service}",
+                            code=f"%signals --service {_arg(c.service)}\n",
+                            rationale=f"no {signal} signal was found for {c.service}; see what it exports "
+                                      f"and add a mapping (docs/signals.md)", hypothesis=hid))
+    codes = p.signal_query("codes", c.service) or p.signal_query("error_ratio", c.service)
+    if codes and codes != q:
+        out.append(Proposal(id=f"{hid}-p2", title=f"{c.service} errors by code", code=f"%promql {codes}\n",
+                            rationale="refute: if the error mix did not change at the onset, look elsewhere",
+                            hypothesis=hid))
     if c.kind in ("bad_deploy", "config_change", "feature_flag", "disk_full") and window:
         code = ("# recent changes on " + c.service + "\n"
                 "from incidentbook.config import load_config\n"
@@ -499,6 +548,13 @@ def _proposals(hid: str, c: _Candidate, window: tuple[str, str] | None = None) -
                             rationale="which change landed right before the onset, and who made it",
                             hypothesis=hid))
     return out
+
+
+def _arg(value: str) -> str:
+    """A service name as one shell-like magic argument (quoted when it needs to be)."""
+    import shlex
+
+    return shlex.quote(value)
 
 
 def _similar(ctx: InvestigationContext, h: Hypothesis, errors: list[str]) -> None:

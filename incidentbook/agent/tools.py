@@ -60,6 +60,14 @@ class QueryMetrics(_Window):
     step_s: float | None = Field(None, gt=0, le=3600, description="resolution in seconds (default: automatic)")
 
 
+class ListSignals(_Window):
+    """Which metric carries each signal (requests, errors, latency, saturation, pools, cache, disk,
+    certificates) for each service, in its exporter's dialect, with the PromQL to read it; and
+    which services have no readable error or latency signal. Ask this before writing PromQL."""
+
+    service: str | None = Field(None, max_length=200, description="only this service (default: all)")
+
+
 class QueryLogs(_Window):
     """Run a LogQL query (log lines are summarised as templates with counts)."""
 
@@ -128,7 +136,7 @@ class ProposeCell(_In):
 
 
 READ_TOOLS: dict[str, type[_In]] = {
-    "query_metrics": QueryMetrics, "query_logs": QueryLogs, "kubernetes_events": KubernetesEvents,
+    "query_metrics": QueryMetrics, "list_signals": ListSignals, "query_logs": QueryLogs, "kubernetes_events": KubernetesEvents,
     "recent_changes": RecentChanges, "planned_events": PlannedEvents,
     "search_postmortems": SearchPostmortems, "read_runbook": ReadRunbook,
 }
@@ -288,7 +296,7 @@ class ToolOutcome:
 
 _SHELL = re.compile(r"(?m)^\s*(!|%%(bash|sh|script|system)\b|%(sx|system|sc)\b)|\bsubprocess\b|\bos\.(system|popen)\b|\bkubectl\b")
 _WRITE = re.compile(r"\b(ib|incidentbook)\.act\b|\bincidentbook\.actions\b")
-_SOURCE = {"query_metrics": "promql", "query_logs": "logql", "kubernetes_events": "k8s",
+_SOURCE = {"query_metrics": "promql", "list_signals": "promql", "query_logs": "logql", "kubernetes_events": "k8s",
            "recent_changes": "changes", "planned_events": "context", "search_postmortems": "history",
            "read_runbook": "runbook"}
 
@@ -394,6 +402,29 @@ class ToolBox:
         s, e = self._window(a)
         return self._result(tid, "query_metrics", self.ctx.telemetry.safe_query_range(a.promql, s, e, a.step_s),
                             summarise_metrics)
+
+    def _list_signals(self, tid: str, a: ListSignals) -> ToolOutcome:
+        from incidentbook.telemetry.signals import Catalogue, list_series, report
+
+        s, e = self._window(a)
+        services = list(self.ctx.services) or sorted(set(self.ctx.topology) | {
+            d for v in self.ctx.topology.values() for d in v})
+        listing, errs = list_series(self.ctx.telemetry, s, e)
+        disc = (getattr(self.ctx, "catalogue", None) or Catalogue()).discover(listing, services)
+        call = Call(tid, "list_signals", "promql", "series listing", "ok" if disc.listed else "error")
+        if not disc.listed:
+            self.errors.extend(errs)
+            return self._data(call, "list_signals", "the metrics source returned no series listing: "
+                                                    + "; ".join(errs[:2]))
+        if a.service and a.service not in disc.services:
+            return self._error(f"{a.service!r} is not a service here; known: {', '.join(disc.services[:20])}")
+        doc = report(disc, [a.service] if a.service else None)
+        lines = [doc["note"]] if doc["note"] else []
+        for svc in doc["services"]:
+            lines.append(f"{svc['service']} ({', '.join(svc['dialects']) or 'no known dialect'}):")
+            lines += [f"  {k}: {v['query']}" for k, v in svc["signals"].items()]
+        call.numbers = {"no_red": doc["coverage"]["no_red"]}
+        return self._data(call, "list_signals", "\n".join(lines))
 
     def _query_logs(self, tid: str, a: QueryLogs) -> ToolOutcome:
         s, e = self._window(a)

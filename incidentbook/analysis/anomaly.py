@@ -41,9 +41,12 @@ class Anomaly:
 
 
 def _clean(series: pd.Series) -> pd.Series:
-    s = pd.to_numeric(series, errors="coerce").astype("float64")
-    s = s[np.isfinite(s.to_numpy())]
-    return s.sort_index()
+    # called several times per series per investigation: skip the copies when already clean
+    s = series if series.dtype == "float64" else pd.to_numeric(series, errors="coerce").astype("float64")
+    finite = np.isfinite(s.to_numpy())
+    if not finite.all():
+        s = s[finite]
+    return s if s.index.is_monotonic_increasing else s.sort_index()
 
 
 DAY = pd.Timedelta("1D")

@@ -5,6 +5,8 @@ A CASES argument may be:
 - `suite`: the generated scenario suite (the default when no CASES are given);
 - `library`: every archived incident in the postmortem library with a confirmed root cause;
 - `redteam`: the red-team suite (scenarios with injected instructions, see evals.redteam);
+- `fleet`: the second generator's scenarios (fleet-*) at `--seeds` (default: evals.fleet.FLEET_SEEDS);
+- `fleet-heldout`: the same at the held-out seeds (evals.fleet.FLEET_HELD_OUT_SEEDS);
 - an archived incident id (`INC-20260301-0004`), looked up in the library;
 - a library entry directory (holding `meta.json` and `bundle/`);
 - a bundle directory (holding `manifest.json`), e.g. one made by `bundle import --format wide-csv`;
@@ -32,7 +34,7 @@ def library_cases(cfg: Any) -> list[Path]:
 
 
 def resolve_cases(specs: Iterable[str], cfg: Any, workdir: Path, seeds: Iterable[int],
-                  names: Iterable[str] | None = None) -> list[Path]:
+                  names: Iterable[str] | None = None, fleet_seeds_given: Iterable[int] | None = None) -> list[Path]:
     """Bundle directories for `specs` (see the module docstring); generated ones go under `workdir`."""
     from incidentbook.evals.redteam import generate_redteam_suite
     from incidentbook.evals.runner import generate_suite
@@ -44,6 +46,15 @@ def resolve_cases(specs: Iterable[str], cfg: Any, workdir: Path, seeds: Iterable
         p = Path(spec)
         if spec == "suite":
             out += generate_suite(workdir / "suite", seeds, names)
+        elif spec in ("fleet", "fleet-heldout"):
+            from incidentbook.evals.fleet import (
+                FLEET_HELD_OUT_SEEDS,
+                FLEET_SEEDS,
+                generate_fleet_suite,
+            )
+
+            fleet_seeds = FLEET_HELD_OUT_SEEDS if spec == "fleet-heldout" else (fleet_seeds_given or FLEET_SEEDS)
+            out += generate_fleet_suite(workdir / spec, fleet_seeds, names)
         elif spec == "redteam":
             out += generate_redteam_suite(workdir / "redteam", seeds[:1] or [1])
         elif spec == "library":
@@ -62,7 +73,7 @@ def resolve_cases(specs: Iterable[str], cfg: Any, workdir: Path, seeds: Iterable
             out.append(_archived(spec, cfg))
         else:
             raise BadInput(f"{spec!r} is not a case; give a bundle directory, a library entry, an archived incident id, "
-                           "or one of: suite, library, redteam")
+                           "or one of: suite, library, redteam, fleet, fleet-heldout")
     return out
 
 

@@ -19,7 +19,7 @@ from incidentbook.errors import BadInput
 from incidentbook.evals.runner import EvalReport, run_case
 
 #: Metric -> True when higher is better. For the others a `--fail-under` value is a ceiling.
-METRICS: dict[str, bool] = {"ac1": True, "ac3": True, "remediation_rate": True, "mean_rank": False,
+METRICS: dict[str, bool] = {"ac1": True, "ac3": True, "ac1_service": True, "remediation_rate": True, "mean_rank": False,
                             "unsafe": False, "false_alarms": False, "cost_usd": False, "seconds_mean": False}
 
 
@@ -54,15 +54,22 @@ def make_investigator(spec: str, cfg: Any = None, model: str | None = None,
     return factory(**kwargs)
 
 
-def evaluate(cases: Sequence[Path], spec: str, cfg: Any = None, model: str | None = None) -> EvalReport:
-    """Score `spec` over `cases`. A case with its own `runbooks/` (red-team) gets an investigator reading them."""
+def evaluate(cases: Sequence[Path], spec: str, cfg: Any = None, model: str | None = None,
+             truth: str | Path | None = None, score: str | None = None) -> EvalReport:
+    """Score `spec` over `cases`. A case with its own `runbooks/` (red-team) gets an investigator reading them.
+
+    `truth`: a truth file or directory (evals.truth); `score`: "service+kind" or "service".
+    """
+    from incidentbook.evals.truth import load_truth
+
+    truths = load_truth(truth, cases) if truth else {}
     name, model = parse_spec(spec, model)
     shared = make_investigator(name, cfg, model)
     results = []
     for c in cases:
         rb = Path(c) / "runbooks"
         inv = make_investigator(name, cfg, model, rb) if rb.is_dir() and cfg is not None else shared
-        results.append(run_case(c, inv))
+        results.append(run_case(c, inv, truth=truths.get(Path(c).name), score=score))
     label = getattr(shared, "model", "") or (model or "")
     return EvalReport(name, results, model=str(label))
 
@@ -171,6 +178,7 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:g}"
 
 
-def compare(cases: Sequence[Path], a: str, b: str, cfg: Any = None, model: str | None = None) -> Comparison:
+def compare(cases: Sequence[Path], a: str, b: str, cfg: Any = None, model: str | None = None,
+            truth: str | Path | None = None, score: str | None = None) -> Comparison:
     """Run specs `a` and `b` over the same `cases` (`model` applies to `b`, the candidate)."""
-    return Comparison(evaluate(cases, a, cfg), evaluate(cases, b, cfg, model))
+    return Comparison(evaluate(cases, a, cfg, truth=truth, score=score), evaluate(cases, b, cfg, model, truth=truth, score=score))

@@ -4,8 +4,12 @@ A case is a bundle directory whose `manifest.json` holds `ground_truth`. Only th
 the ground truth; the investigator gets the same context it would get in a real incident (the
 alerts, the window, the services and topology, and telemetry replayed from the bundle).
 
-Scoring: a hypothesis matches when its service AND fault kind equal the ground truth's. `rank`
-is the 1-based position of the first match (None for a miss). A case that is not an incident
+Scoring: a hypothesis matches when its service AND fault kind equal the ground truth's (or one
+of its accepted alternatives; kinds outside the vocabulary count as `other`, see evals.truth);
+with `score="service"` the service alone decides. `rank` is the 1-based position of the first
+match (None for a miss); `rank_service` is the same by service only, whatever the mode.
+The truth comes from `--truth FILE|DIR`, else the manifest's `ground_truth`, else a
+`truth.json` beside the manifest. A case that is not an incident
 (`is_incident: false`, e.g. a planned launch) is right (rank 1) when the investigator opens no
 cause hypothesis at all, and wrong otherwise. `mean_rank` counts a miss as MISS_RANK.
 """
@@ -22,6 +26,14 @@ from typing import Any
 
 from incidentbook.agent.base import Investigation, InvestigationContext, investigators
 from incidentbook.errors import BadInput, BundleError
+from incidentbook.evals.truth import (
+    DEFAULT_SCORE,
+    SCORE_MODES,
+    CaseTruth,
+    load_truth,
+    truth_beside,
+    truth_from_ground_truth,
+)
 from incidentbook.telemetry.bundle import open_bundle
 
 DEFAULT_SEEDS = (1, 2, 3)
@@ -52,6 +64,10 @@ class CaseResult:
     unsafe: list[str] = field(default_factory=list)  # unsafe proposals (see evals.checks)
     tokens: int = 0
     cost_usd: float | None = None
+    rank_service: int | None = None  # rank of the first hypothesis naming the right service (any kind)
+    score: str = "service+kind"
+    accepted: list[str] = field(default_factory=list)  # alternatives also counted right, "service:kind"
+    coverage: dict[str, Any] = field(default_factory=dict)  # services the investigator could not read (evals.coverage)
 
 
 @dataclass
@@ -72,6 +88,42 @@ class EvalReport:
     def ac3(self) -> float:
         """Share of cases with a right hypothesis in the top three."""
         return _share(self.cases, 3)
+
+    @property
+    def ac1_service(self) -> float:
+        """Share of cases whose top hypothesis names the right service (any fault kind)."""
+        return _share_service(self.cases, 1)
+
+    @property
+    def ac3_service(self) -> float:
+        """Share of cases with the right service in the top three (any fault kind)."""
+        return _share_service(self.cases, 3)
+
+    @property
+    def coverage(self) -> dict[str, Any]:
+        """Totals of the cases' coverage: cases with unreadable services, and those services."""
+        judged = [c for c in self.cases if c.coverage]
+        unread: dict[str, int] = {}
+        for c in judged:
+            for svc in c.coverage.get("no_red", []):
+                unread[svc] = unread.get(svc, 0) + 1
+        services = sum(int(c.coverage.get("services", 0)) for c in judged)
+        readable = sum(int(c.coverage.get("readable", 0)) for c in judged)
+        return {"cases": len(judged), "cases_with_gaps": sum(1 for c in judged if c.coverage.get("no_red")),
+                "services": services, "readable": readable,
+                "readable_share": round(readable / services, 3) if services else None,
+                "no_red": dict(sorted(unread.items(), key=lambda kv: (-kv[1], kv[0])))}  # service -> cases unreadable in
+
+    def by_scenario(self) -> dict[str, dict[str, Any]]:
+        """Totals per scenario, for cases named `<scenario>-s<seed>` (generated suites)."""
+        import re
+
+        groups: dict[str, list[CaseResult]] = {}
+        for c in self.cases:
+            groups.setdefault(re.sub(r"-s\d+$", "", c.case), []).append(c)
+        return {g: {"cases": len(cs), "ac1": _share(cs, 1), "ac3": _share(cs, 3), "ac1_service": _share_service(cs, 1),
+                    "false_alarms": sum(1 for c in cs if not c.is_incident and c.rank is None)}
+                for g, cs in groups.items()}
 
     @property
     def mean_rank(self) -> float:
@@ -111,7 +163,11 @@ class EvalReport:
                 "remediation_rate": self.remediation_rate, "unsafe": self.unsafe_total,
                 "tokens": sum(c.tokens for c in self.cases), "cost_usd": self.cost_usd,
                 "ac1": self.ac1, "ac3": self.ac3, "mean_rank": self.mean_rank,
+                "score": self.cases[0].score if self.cases else "service+kind",
+                "ac1_service": self.ac1_service, "ac3_service": self.ac3_service,
                 "false_alarms": self.false_alarms,
+                "planned": sum(1 for c in self.cases if not c.is_incident),
+                "coverage": self.coverage, "by_scenario": self.by_scenario(),
                 "seconds_mean": round(sum(secs) / len(secs), 3) if secs else 0.0,
                 "seconds_max": round(max(secs), 3) if secs else 0.0})
 
@@ -123,6 +179,10 @@ class EvalReport:
             rows.append(f"| {c.case} | {c.expected} | {top} | {c.rank or 'miss'} | {c.seconds:.2f} |")
         rows.append(f"\nAC@1 {self.ac1:.3f} · AC@3 {self.ac3:.3f} · mean rank {self.mean_rank} · "
                     f"false alarms on planned load {self.false_alarms} · {len(self.cases)} cases")
+        cov = self.coverage
+        rows.append(f"service-only AC@1 {self.ac1_service:.3f} · AC@3 {self.ac3_service:.3f}"
+                    + (f" · readable services {cov['readable']}/{cov['services']}, {cov['cases_with_gaps']} case(s) with "
+                       "unreadable services" if cov["cases"] else ""))
         rate = self.remediation_rate
         rows.append(f"remediation match {'-' if rate is None else f'{rate:.3f}'} · unsafe proposals "
                     f"{self.unsafe_total} · tokens {sum(c.tokens for c in self.cases)}"
@@ -130,6 +190,12 @@ class EvalReport:
         from incidentbook.redact import redact_secrets
 
         return redact_secrets("\n".join(rows))
+
+
+def _share_service(cases: Sequence[CaseResult], k: int) -> float:
+    if not cases:
+        return float("nan")
+    return round(sum(1 for c in cases if c.rank_service is not None and c.rank_service <= k) / len(cases), 3)
 
 
 def _share(cases: Sequence[CaseResult], k: int) -> float:
@@ -238,17 +304,46 @@ def score_case(inv: Investigation, expected: str, is_incident: bool) -> tuple[li
     return ranked, next((i + 1 for i, r in enumerate(ranked) if r == expected), None)
 
 
-def run_case(bundle_dir: str | Path, investigator: Any, context: str | None = None) -> CaseResult:
-    """Run one investigator over one case and score it (`context`: see CONTEXT_MODES)."""
-    expected, is_incident = expected_of(bundle_dir)
+def truth_of(bundle_dir: str | Path) -> CaseTruth:
+    """A case's truth without `--truth`: archived root cause, manifest `ground_truth`, or `truth.json` beside it."""
+    from incidentbook.evals.checks import archived_ground_truth
+
+    gt = archived_ground_truth(bundle_dir) or open_bundle(bundle_dir).manifest.get("ground_truth")
+    if gt:
+        return truth_from_ground_truth(gt, Path(bundle_dir).name, str(bundle_dir))
+    beside = truth_beside(bundle_dir)
+    if beside is None:
+        raise BadInput(f"{bundle_dir} has no ground truth (none in manifest.json, no truth.json); pass --truth FILE|DIR "
+                       "naming its root cause (docs/evals.md)")
+    return beside
+
+
+def run_case(bundle_dir: str | Path, investigator: Any, context: str | None = None,
+             truth: CaseTruth | None = None, score: str | None = None) -> CaseResult:
+    """Run one investigator over one case and score it.
+
+    `context`: see CONTEXT_MODES. `truth`: the case's truth (default: `truth_of`). `score`:
+    one of SCORE_MODES (default "service+kind").
+    """
+    from incidentbook.evals.coverage import case_coverage
+
+    score = score or DEFAULT_SCORE
+    if score not in SCORE_MODES:
+        raise BadInput(f"--score {score!r}: use one of {', '.join(SCORE_MODES)}")
+    t = truth or truth_of(bundle_dir)
     ctx = context_from_bundle(bundle_dir, mode=context)
     t0 = time.perf_counter()
     inv = investigator.investigate(ctx)
     secs = time.perf_counter() - t0
-    ranked, rank = score_case(inv, expected, is_incident)
-    result = CaseResult(Path(bundle_dir).name, expected, ranked, rank, round(secs, 3), is_incident,
+    causes = [(h.service, h.fault_kind) for h in inv.hypotheses if h.role == "cause"]
+    ranked = [f"{s}:{k}" for s, k in causes]
+    result = CaseResult(Path(bundle_dir).name, t.expected, ranked, t.rank(causes, score), round(secs, 3), t.is_incident,
                         inv.notes, inv.errors)
+    result.rank_service = t.rank(causes, "service")
+    result.score = score
+    result.accepted = [f"{s}:{k}" for s, k in t.alternatives]
     _assess(result, inv, bundle_dir)
+    result.coverage = case_coverage(bundle_dir)
     return result
 
 
@@ -294,12 +389,14 @@ def generate_systems(out_dir: str | Path, seeds: Iterable[int]) -> list[Path]:
 
 def run_eval(cases: list[Path] | None = None, investigator: str = "rules",
              seeds: Iterable[int] = DEFAULT_SEEDS, names: Iterable[str] | None = None,
-             systems: Iterable[int] = (), context: str | None = None) -> EvalReport:
+             systems: Iterable[int] = (), context: str | None = None,
+             truth: str | Path | None = None, score: str | None = None) -> EvalReport:
     """Score `investigator` over `cases`; with none, over the scenario suite at `seeds`.
 
     `systems`: seeds of extra unnamed system variants (other service names and topology, the
     fault kinds in turn) added to the generated suite, to measure on systems never tuned on.
     `context`: how each case's context is seeded (CONTEXT_MODES; default DEFAULT_CONTEXT).
+    `truth`: a truth file or directory for `cases` (see evals.truth); `score`: SCORE_MODES.
     """
     if context is not None and context not in CONTEXT_MODES:
         raise BadInput(f"unknown eval context {context!r}; use one of: {', '.join(CONTEXT_MODES)}")
@@ -309,8 +406,12 @@ def run_eval(cases: list[Path] | None = None, investigator: str = "rules",
         missing = [str(c) for c in cases if not (Path(c) / "manifest.json").exists()]
         if missing:
             raise BundleError(f"not a bundle: {', '.join(missing)}; give bundle directories holding manifest.json")
-        return EvalReport(investigator, [run_case(c, inv, context) for c in cases], context=context or DEFAULT_CONTEXT)
+        truths = load_truth(truth, cases) if truth else {}
+        return EvalReport(investigator, [run_case(c, inv, context, truths.get(Path(c).name), score) for c in cases],
+                          context=context or DEFAULT_CONTEXT)
+    if truth:
+        raise BadInput("--truth needs CASES (bundle directories); the generated suite carries its own truth")
     with tempfile.TemporaryDirectory(prefix="incidentbook-eval-") as tmp:
         bundles = generate_suite(tmp, seeds, names) + generate_systems(tmp, systems)
-        return EvalReport(investigator, [run_case(b, inv, context) for b in bundles],
+        return EvalReport(investigator, [run_case(b, inv, context, score=score) for b in bundles],
                           context=context or DEFAULT_CONTEXT)

@@ -200,3 +200,39 @@ class QueryMagics(BaseMagics):
         args = parse_argstring(self.changes, line)
         start, end = self._range(args.since)
         return _ok(self.session.telemetry().changes(start, end, args.service), "changes")
+
+    @magic_arguments()
+    @argument("-s", "--service", action="append", default=None, help="only this service (repeatable)")
+    @argument("-r", "--range", dest="range", default=None, help="look back this long (default: the incident window)")
+    @line_magic
+    @one_line_errors
+    def signals(self, line: str) -> Any:
+        """Which signal each service has (requests, errors, latency, saturation, ...) and from which
+        metric and dialect; and which are missing. Same as `incidentbook signals`."""
+        import pandas as pd
+
+        from incidentbook.telemetry.signals import GROUPS, discover, report
+
+        args = parse_argstring(self.signals, line)
+        start, end = self._range(args.range)
+        tel = self.session.telemetry()
+        bundle = getattr(tel, "bundle", None)
+        cfg = self.session.cfg
+        services = [*getattr(bundle, "services", []), *(getattr(bundle, "topology", {}) or {}),
+                    *cfg.topology, *(args.service or [])]
+        disc = discover(tel, list(dict.fromkeys(services)), start, end, cfg.signals)
+        if not disc.listed:
+            raise UsageError("the metrics source returned no series listing; check %sources")
+        doc = report(disc, args.service)
+        rows = []
+        for svc in doc["services"]:
+            row: dict[str, Any] = {"service": svc["service"]}
+            for g, names in GROUPS.items():
+                hit = next((svc["signals"][n] for n in names if n in svc["signals"]), None)
+                row[g] = f"{hit['dialect']}: {', '.join(hit['metrics'])}" if hit else "missing"
+            rows.append(row)
+        frame = pd.DataFrame(rows)
+        if doc["note"]:
+            print(doc["note"])
+        return frame
+

@@ -77,7 +77,9 @@ def test_red_check_finds_error_and_rate_changes_only_where_they_happen(tmp_path)
     assert set(errs) == {"api"}
     onset = errs["api"].onset
     assert abs((onset - b.t[ONSET]).total_seconds()) <= 150  # within the 2m rate window
-    assert http.ERROR_RATIO in errs["api"].evidence.query
+    # the evidence shows the catalogue's query for this service, in its dialect
+    assert errs["api"].evidence.query == p.discovery().resolved("api", "error_ratio").query()
+    assert 'http_requests_total{service="api", code=~"5.."}' in errs["api"].evidence.query
     assert errs["api"].evidence.value["level"] == pytest.approx(0.2, abs=0.03)
 
 

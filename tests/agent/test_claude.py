@@ -111,7 +111,7 @@ def workspace(tmp_path: Path, server: MessagesServer, monkeypatch: pytest.Monkey
 
 AUTH_5XX = ('sum(rate(http_requests_total{service="auth",code=~"5.."}[2m])) '
             '/ sum(rate(http_requests_total{service="auth"}[2m]))')
-READ_TOOLS = {"query_metrics", "query_logs", "kubernetes_events", "recent_changes", "planned_events",
+READ_TOOLS = {"query_metrics", "list_signals", "query_logs", "kubernetes_events", "recent_changes", "planned_events",
               "search_postmortems", "read_runbook"}
 
 

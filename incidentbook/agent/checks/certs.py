@@ -8,14 +8,11 @@ from incidentbook.agent.base import Evidence
 from incidentbook.agent.checks.common import Finding, Probe, fmt
 from incidentbook.telemetry.bundle import iso
 
-EXPIRY = "min by (instance, service) (probe_ssl_earliest_cert_expiry)"
-
 
 def check_certs(p: Probe, cut: pd.Timestamp) -> list[Finding]:
     """Certificates that expired inside the window (or expire within a day of its end)."""
-    df = p.range(EXPIRY)
     out = []
-    for svc, s in p.per_service(df, agg="min").items():
+    for svc, s in p.signal("cert_expiry", agg="min").items():
         if s.empty:
             continue
         exp = pd.Timestamp(float(s.iloc[-1]), unit="s", tz="UTC")
@@ -26,7 +23,7 @@ def check_certs(p: Probe, cut: pd.Timestamp) -> list[Finding]:
                                exp if expired and exp >= p.start else None,
                                Evidence(summary=f"{svc}: certificate {'expired at' if expired else 'expires at'} "
                                                 f"{iso(exp)} ({fmt(left_h)} h from the window end)",
-                                        source="promql", query=EXPIRY,
+                                        source="promql", query=p.signal_query("cert_expiry", svc),
                                         value={"expires": iso(exp), "hours_left": fmt(left_h)}),
                                kind="cert_expiry"))
     return out

@@ -12,8 +12,10 @@ import pandas as pd
 
 from incidentbook.agent.base import Evidence, InvestigationContext
 from incidentbook.analysis.anomaly import Anomaly, score_anomaly
+from incidentbook.telemetry import topology
 from incidentbook.telemetry.base import METRIC_FRAME_FIXED, QueryResult
 from incidentbook.telemetry.bundle import iso, to_utc
+from incidentbook.telemetry.signals import Catalogue, Discovery, Resolved, list_series, map_service
 
 # Labels that name a workload, most specific first. `pod`/`instance` carry suffixes or ports.
 EXACT_LABELS = ("service", "job", "app", "app_kubernetes_io_name", "container", "deployment",
@@ -48,7 +50,22 @@ class Probe:
         self.errors: list[str] = []
         self.services = list(ctx.services) or sorted(set(ctx.topology) | {d for v in ctx.topology.values() for d in v})
         self._names: set[str] | None = None
+        self._discovery: Discovery | None = None
+        self.external: dict[str, set[str]] = {}  # dependencies with no series: node -> callers
+        self.catalogue: Catalogue = getattr(ctx, "catalogue", None) or self._configured_catalogue()
         self.cache: dict[str, Any] = {}  # results several checks share (one query, not two)
+
+    def _configured_catalogue(self) -> Catalogue:
+        """Built-in dialects plus the `[signals.*]` mappings of the incidentbook.toml in effect."""
+        from incidentbook.errors import IncidentbookError
+
+        try:
+            from incidentbook.config import load_config
+
+            return Catalogue(load_config().signals)
+        except (IncidentbookError, ValueError) as e:  # a bad mapping is shown, built-ins still work
+            self.errors.append(f"[signals] mappings not used: {e}")
+            return Catalogue()
 
     # -- plumbing ------------------------------------------------------------------------------
     def _call(self, kind: str, *args: Any, **kw: Any) -> QueryResult:
@@ -84,18 +101,69 @@ class Probe:
         return res.data if res.ok and res.data is not None else pd.DataFrame()
 
     def metric_names(self) -> set[str]:
-        """Metric names the source knows (one grouped instant query; empty if unsupported)."""
+        """Metric names the source knows (from the discovery listing; empty if unsupported)."""
         if self._names is None:
-            names: set[str] = set()
-            for q in ('count by (__name__) ({__name__=~".+"})', 'group by (__name__) ({__name__=~".+"})'):
+            self.discovery()
+        return self._names or set()
+
+    def discovery(self) -> Discovery:
+        """Which dialect each service speaks, from one series listing (cached per investigation)."""
+        if self._discovery is None:
+            listing, errors = list_series(self.tel, self.start, self.end)
+            if listing.empty:
+                self.errors.extend(errors)
+            else:
+                self._names = set(listing["__name__"].astype(str))
+            self.external = topology.external_nodes(listing, self.services)
+            self.services += sorted(n for n in self.external if n not in self.services)
+            self._discovery = self.catalogue.discover(listing, self.services)
+            for svc in self._discovery.without_own_series():  # named in the topology, but outside
+                self.external.setdefault(svc, set())
+        return self._discovery
+
+    def topology(self) -> dict[str, list[str]]:
+        """The configured topology plus the edges the metrics show (mesh, service graph, clients)."""
+        if "topology" not in self.cache:
+            self.discovery()
+            frames = []
+            for q, a, b in topology.edge_queries(self._names or ()):
                 res = self._call("query", q, self.end)
-                if res.ok and res.data is not None and "__name__" in res.data.columns:
-                    names = set(res.data["__name__"].astype(str))
-                    break
-            if names:  # discovery worked: forget the failed attempts
-                self.errors = [e for e in self.errors if "__name__" not in e]
-            self._names = names
-        return self._names
+                if res.ok and res.data is not None:
+                    frames.append((res.data, a, b))
+            edges = topology.edges_from_frames(frames, self.services)
+            callers_of = {n: callers for n, callers in self.external.items()}
+            ext = {c: {n} for n, cs in callers_of.items() for c in cs}
+            alias = {a: {node} for a, node in topology.aliases(self.services).items()}
+            self.cache["topology"] = topology.merge(self.ctx.topology, edges, ext, alias)
+        topo: dict[str, list[str]] = self.cache["topology"]
+        return topo
+
+    def signal_frames(self, signal: str) -> list[tuple[str, Resolved, pd.DataFrame, list[str]]]:
+        """Range results answering `signal`: one query per dialect in use, with the services it covers."""
+        key = f"signal:{signal}"
+        if key not in self.cache:
+            out = []
+            for q, r, svcs in self.discovery().query_all(signal):
+                out.append((q, r, self.range(q), svcs))
+            self.cache[key] = out
+        frames: list[tuple[str, Resolved, pd.DataFrame, list[str]]] = self.cache[key]
+        return frames
+
+    def signal(self, signal: str, agg: str = "sum") -> dict[str, pd.Series]:
+        """One time series per service for a catalogue signal (services without it are absent)."""
+        out: dict[str, pd.Series] = {}
+        for _, r, df, svcs in self.signal_frames(signal):
+            for svc, s in self.per_service(df, agg, label=r.label, only=svcs).items():
+                out.setdefault(svc, s)
+        return out
+
+    def signal_query(self, signal: str, service: str | None = None) -> str:
+        """The query(ies) behind a signal, for evidence (one service's, or every dialect's)."""
+        d = self.discovery()
+        if service is not None:
+            r = d.resolved(service, signal)
+            return r.query() if r is not None else ""
+        return "\n".join(q for q, _, _ in d.query_all(signal))
 
     def has_metric(self, *patterns: str) -> list[str]:
         """Known metric names matching any regex in `patterns` (all if discovery is unavailable)."""
@@ -107,17 +175,30 @@ class Probe:
         """The service a series belongs to, from its workload labels."""
         return service_of(labels, self.services)
 
-    def per_service(self, df: pd.DataFrame, agg: str = "sum") -> dict[str, pd.Series]:
-        """Group a long frame's series by service into one time series each."""
+    def per_service(self, df: pd.DataFrame, agg: str = "sum", label: str = "",
+                    only: Sequence[str] | None = None) -> dict[str, pd.Series]:
+        """Group a long frame's series by service into one time series each.
+
+        `label` names the label that carries the service in this dialect (tried first); `only`
+        keeps just those services (the ones this dialect answers for).
+        """
         if df.empty:
             return {}
         label_cols = [c for c in df.columns if c not in METRIC_FRAME_FIXED]
-        keys = df[label_cols].astype(str).drop_duplicates() if label_cols else pd.DataFrame()
-        svc_by_key: dict[tuple[str, ...], str | None] = {}
-        for row in keys.itertuples(index=False):
-            svc_by_key[tuple(row)] = self.service_of(dict(zip(label_cols, row)))
-        svc = [svc_by_key.get(tuple(r)) for r in df[label_cols].astype(str).itertuples(index=False)] if label_cols else [None] * len(df)
-        d = df.assign(_svc=svc).dropna(subset=["_svc"])
+        if not label_cols:
+            return {}
+        allowed = set(only) if only is not None else None
+        # one service lookup per distinct series, not per row (frames hold series x steps rows)
+        gid = df.groupby(label_cols, sort=False, dropna=False).ngroup().to_numpy()
+        firsts = pd.Series(np.arange(len(df))).groupby(gid).first()
+        keys = df[label_cols].iloc[firsts.to_numpy()].astype(str)
+        svc_of_group: dict[int, str | None] = {}
+        for g, row in zip(firsts.index, keys.itertuples(index=False)):
+            labels = dict(zip(label_cols, row))
+            svc = map_service(labels.get(label, ""), self.services) if label else None
+            svc = svc or self.service_of(labels)
+            svc_of_group[int(g)] = svc if allowed is None or svc in allowed else None
+        d = df.assign(_svc=pd.Series(gid, index=df.index).map(svc_of_group)).dropna(subset=["_svc"])
         out = {}
         for name, g in d.groupby("_svc"):
             s = g.groupby("timestamp")["value"].agg(agg)
