@@ -108,11 +108,11 @@ class RulesInvestigator:
 
         coverage = p.discovery().coverage()
         gap = coverage_message(coverage)
-        if gap:
+        if not coverage.get("listed", True):
+            inv.notes.append("the metrics source could not list its series, so no signal was discovered "
+                             "(see the errors; check %sources)")
+        elif gap:
             inv.notes.append(gap)
-        elif not coverage.get("listed", True):
-            inv.notes.append("the metrics source could not list its series: signals were not discovered "
-                             "(check %sources)")
         inv.coverage = coverage
         red = check_red(p, cut)
         findings: list[Finding] = list(red.findings)

@@ -155,3 +155,17 @@ def test_errors_concentrated_on_a_statement_or_message_are_not_abuse():
               for i in range(400)]
     frame = _frame(lines)
     assert _client_concentration("catalog", frame, frame, "{}") == []
+
+
+def test_the_simple_investigator_reads_the_alerted_service_in_its_dialect():
+    from incidentbook.agent.simple import SimpleInvestigator
+
+    ctx = build({"authn": Svc("micrometer", err=step(0.002, 0.5, 70)), "router": Svc("none")}, duration_min=150,
+                onset_min=90)
+    ctx.window_start = iso(START + pd.Timedelta(minutes=90))  # simple compares with the hour before
+    ctx.services = ["authn", "router"]
+    inv = SimpleInvestigator().investigate(ctx)
+    top = inv.hypotheses[0]
+    assert (top.service, top.role) == ("authn", "cause")
+    assert "http_server_requests_seconds_count" in top.evidence_for[0].query
+    assert "no readable error or latency signal for: router - add a mapping (docs/signals.md)" in inv.notes

@@ -199,3 +199,18 @@ def test_cluster_and_url_style_values_map_to_known_services():
     assert map_service("pricing_remote", known) == "pricing_remote"
     assert map_service("api.vendor.example", known) is None
     assert host_of("https://api.vendor.example:443/v1/health") == "api.vendor.example"
+
+
+def _service_graph(w):
+    import numpy as np
+
+    w.counter("traces_service_graph_request_total", {"client": "web", "server": "search", "job": "tempo"},
+              np.full(w.m.shape, 5.0))
+
+
+def test_topology_is_read_from_mesh_and_service_graph_metrics():
+    ctx = build({"web": Svc("prometheus"), "ledger": Svc("istio"), "search": Svc("otel")},
+                {"web": ["ledger"]}, extra=_service_graph)
+    ctx.topology = {}  # nothing configured: the metrics are all there is
+    topo = Probe(ctx).topology()
+    assert sorted(topo["web"]) == ["ledger", "search"]
