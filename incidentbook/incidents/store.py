@@ -107,10 +107,22 @@ def check_sqlite_file(path: Path, incidents_dir: Path | None = None) -> None:
     size = path.stat().st_size
     if size == 0:
         raise StoreDamaged(f"incident store {path} is empty (0 bytes); {_DAMAGE_FIX}")
+    key = str(path.resolve())
+    if key in _OPENED_HERE:
+        # Reading the header opens and closes a second descriptor on the file, and closing any
+        # descriptor drops every POSIX lock this process holds on it, including the locks of
+        # SQLite connections already open here. Another process then believes it is the last
+        # user, checkpoints and deletes the WAL under them, and the database reads as malformed.
+        # The file was checked when this process first opened it; SQLite reports later damage.
+        return
     with path.open("rb") as f:
         head = f.read(len(SQLITE_HEADER))
     if head != SQLITE_HEADER:
         raise StoreDamaged(f"incident store {path} is not an SQLite database (bad header); {_DAMAGE_FIX}")
+
+
+#: SQLite files this process has opened (see check_sqlite_file for why that matters).
+_OPENED_HERE: set[str] = set()
 
 
 def _damaged(err: Exception) -> bool:
@@ -263,6 +275,7 @@ class Store:
         self.path = _sqlite_path(self.url)
         if self.path is not None:
             check_sqlite_file(self.path, incidents_dir)
+            _OPENED_HERE.add(str(self.path.resolve()))
         self._engine = _make_engine(self.url, busy_timeout_s)
         self._read = sessionmaker(self._engine, expire_on_commit=False)
         self._write = sessionmaker(self._engine.execution_options(**{_WRITE: True}), expire_on_commit=False)

@@ -140,3 +140,25 @@ def test_database_errors_never_carry_the_sql_parameters(tmp_path: Path) -> None:
     assert "SECRET-alert-text-42" not in str(caught.value)
     assert "SECRET-alert-text-42" not in describe_error(caught.value)
     assert "NOT NULL" in describe_error(caught.value)
+
+
+def test_a_second_store_in_one_process_keeps_the_first_ones_locks(tmp_path):
+    """Opening the store twice in one process (a fixture and a command, a kernel and its magic)
+    must not drop the first connection's SQLite locks: when it did, another process writing and
+    exiting deleted the WAL under the first, whose reads went stale and then 'malformed'."""
+    cfg = _workspace(tmp_path, n=1)
+    first = Store.from_config(cfg)
+    iid = first.list_incidents()[0].id
+    assert first.timeline(iid)  # the first store holds a live connection (and its locks)
+    second = Store.from_config(cfg)  # the same file again, in the same process
+    second.timeline(iid)
+    code = ("import sys; from incidentbook.incidents import Store; "
+            "s = Store(sys.argv[1]); s.add_event(sys.argv[2], 'note', 'written by another process'); s.close()")
+    subprocess.run([sys.executable, "-c", code, first.url, iid], check=True, timeout=120)
+    first.add_event(iid, "note", "written here afterwards")
+    assert "written by another process" in [e.summary for e in first.timeline(iid)]
+    with Store.from_config(cfg) as fresh:
+        seen = [e.summary for e in fresh.timeline(iid)]
+    assert "written by another process" in seen and "written here afterwards" in seen
+    second.close()
+    first.close()
