@@ -306,7 +306,12 @@ def _bundle_import_long(args: argparse.Namespace) -> int:
         out = _config(args).home / "bundles" / Path(args.path).stem
     print(f"importing {args.path} as a bundle at {out} ...", file=sys.stderr)
     kind = {"long-csv": "csv", "long-parquet": "parquet"}.get(args.format)
-    import_long_form(args.path, out, args.topology, kind=kind, onset=args.onset, truth=args.truth, alerts_dir=args.alerts,
+    onset = args.onset
+    if onset is None and args.truth:
+        from incidentbook.evals.truth import onset_of
+
+        onset = onset_of(args.truth, out.name)
+    import_long_form(args.path, out, args.topology, kind=kind, onset=onset, alerts_dir=args.alerts,
                      changes=args.changes, namespace=args.namespace or "")
     b = open_bundle(out)
     if args.json:

@@ -49,12 +49,15 @@ def _page(title: str, body: str) -> str:
             "</head><body>" + body + "</body></html>")
 
 
+#: Set by this extension in the server's environment (kernels inherit it): the URL prefix of its
+#: Approve page, e.g. `/user/alice/incidentbook/actions/`. Not a secret.
+APPROVE_URL_ENV = "INCIDENTBOOK_APPROVE_URL"
+
+
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     from jupyter_server.base.handlers import JupyterHandler
     from jupyter_server.utils import url_path_join
     from tornado import web
-
-    from incidentbook.kernel_ext.approve import APPROVE_URL_ENV
 
     home = _home()
     client = BrokerClient(socket_path(home))

@@ -263,3 +263,11 @@ def find_truth(spec: str | Path, case: str) -> CaseTruth | None:
         if t.case == case:
             return t
     return None
+
+
+def onset_of(spec: str | Path, case: str) -> Any:
+    """The `onset` of `case`'s truth record in a truth file or directory (for `bundle import`)."""
+    rec = find_truth(spec, case)
+    if rec is None:
+        raise BadInput(f"--truth {spec}: no record for case {case!r}; add one or pass --onset")
+    return rec.extra.get("onset")

@@ -91,9 +91,7 @@ def check_store(url: str, incidents_dir: Path | None = None) -> StoreCheck:
             out.revision = store.schema_revision()
             if out.revision == HEAD_REVISION:
                 out.incidents = store.count_incidents()
-                from incidentbook.intake.queue import WorkQueue
-
-                out.failed_items = WorkQueue(store).count_failed()
+                out.failed_items = store.count_failed_work_items()
                 known = {i.id for i in store.list_incidents(limit=max(1, len(dirs) + out.incidents))}
                 missing = [d for d in dirs if d not in known]
                 if missing:

@@ -41,6 +41,7 @@ from incidentbook.incidents.models import (
     PayloadRow,
     RunbookRunRow,
     TimelineEventRow,
+    WorkItemRow,
 )
 from incidentbook.incidents.records import (
     Alert,
@@ -649,6 +650,12 @@ class Store:
             row = self._get_row(s, incident_id)
             stmt = select(PayloadRow.raw).where(PayloadRow.incident_id == row.id).order_by(PayloadRow.id)
             return list(s.scalars(stmt))
+
+    def count_failed_work_items(self) -> int:
+        """How many intake items are failed (waiting for `intake retry` or `intake drop`)."""
+        with self._session(write=False) as s:
+            return int(s.execute(select(func.count()).select_from(WorkItemRow).where(
+                WorkItemRow.kind == "alert", WorkItemRow.state == "failed")).scalar_one())
 
     def count_incidents(self, status: str | None = None) -> int:
         """How many incidents there are (optionally with `status`)."""

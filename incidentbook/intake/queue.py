@@ -406,9 +406,7 @@ class WorkQueue:
 
     def count_failed(self) -> int:
         """How many alert items are failed (waiting for `intake retry` or `intake drop`)."""
-        with self.store._session(write=False) as s:
-            return int(s.execute(select(func.count()).select_from(WorkItemRow).where(
-                WorkItemRow.kind == "alert", WorkItemRow.state == "failed")).scalar_one())
+        return self.store.count_failed_work_items()
 
     def _failed_row(self, s: Session, item_id: int) -> WorkItemRow:
         row = s.get(WorkItemRow, item_id, with_for_update=True)

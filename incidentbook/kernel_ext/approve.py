@@ -14,11 +14,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from incidentbook.actions.labext import APPROVE_URL_ENV
 from incidentbook.kernel_ext._common import BaseMagics, one_line_errors
-
-#: Set by the Jupyter server extension in the server's environment (kernels inherit it): the
-#: URL prefix of its Approve page, e.g. `/user/alice/incidentbook/actions/`. Not a secret.
-APPROVE_URL_ENV = "INCIDENTBOOK_APPROVE_URL"
 
 
 def show_approve_link(action: dict[str, Any]) -> None:

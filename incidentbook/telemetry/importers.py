@@ -348,21 +348,14 @@ def read_changes(path: str | Path | None) -> list[dict[str, Any]]:
 
 
 def import_long_form(path: str | Path, out: str | Path, topology: str | Path | None = None, *,
-                     kind: str | None = None, onset: Any = None, truth: str | Path | None = None, alerts_dir: str | Path | None = None,
+                     kind: str | None = None, onset: Any = None, alerts_dir: str | Path | None = None,
                      changes: str | Path | None = None, namespace: str = "") -> Path:
     """Convert a long-form metrics file (+ topology, alerts, changes) into a bundle at `out`.
 
-    The onset that places the baseline comes from `onset`, else the `onset` of the case's truth
-    record in `truth` (the case is `out`'s directory name), else the first alert in `alerts_dir`.
+    The onset that places the baseline comes from `onset` (the caller may take it from the case's
+    truth record: `incidentbook.evals.truth.onset_of`), else the first alert in `alerts_dir`.
     """
     frame = read_long_form(path, kind)
     topo = read_topology(topology)
-    if onset is None and truth is not None:
-        from incidentbook.evals.truth import find_truth
-
-        rec = find_truth(truth, Path(out).name)
-        if rec is None:
-            raise BadInput(f"--truth {truth}: no record for case {Path(out).name!r}; add one or pass --onset")
-        onset = rec.extra.get("onset")
     return build_long_form_bundle(frame, out, topo, onset=onset, alerts_dir=alerts_dir, changes=read_changes(changes),
                                   namespace=namespace, source=f"import:{Path(path).name}")

@@ -13,6 +13,7 @@ import pytest
 
 from incidentbook.cli import main
 from incidentbook.errors import BadInput
+from incidentbook.evals.truth import onset_of
 from incidentbook.telemetry.bundle import open_bundle, to_utc
 from incidentbook.telemetry.importers import (
     derive_window,
@@ -89,7 +90,7 @@ def test_onset_comes_from_the_truth_record_of_the_case(tmp_path: Path) -> None:
     truth.write_text(json.dumps({"case": "other", "root_cause_service": "x"}) + "\n"
                      + json.dumps({"case": "mine", "root_cause_service": "db", "fault_kind": "latency",
                                    "onset": T0 + 60 * 30}) + "\n", encoding="utf-8")
-    out = import_long_form(_write(tmp_path, _frame()), tmp_path / "mine", None, truth=truth)
+    out = import_long_form(_write(tmp_path, _frame()), tmp_path / "mine", None, onset=onset_of(truth, "mine"))
     start, end = open_bundle(out).window
     assert start + (end - start) / 2 <= to_utc(T0 + 60 * 30)
 
