@@ -298,6 +298,8 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
 # Keys whose literal value would be a secret in the file.
 _SECRET_KEY = re.compile(r"(?i)(?:^|[_-])(?:password|passwd|pwd|pass|token|secret|api[_-]?key|apikey|"
                          r"access[_-]?key|private[_-]?key|credentials?|authorization|auth|webhook(?:_url)?)$")
+# `auth = "bearer"` names a method, not a credential.
+_AUTH_METHODS = {"basic", "bearer", "digest", "none", "oauth", "oauth2", "ntlm", "pat", "token", "header"}
 
 
 def check_secret_literals(data: Any, where: Any, path: str = "") -> None:
@@ -321,6 +323,8 @@ def check_secret_literals(data: Any, where: Any, path: str = "") -> None:
         if not isinstance(value, str) or not value or key.endswith("_env"):
             return
         section = dotted.rsplit(".", 1)[0] if "." in dotted else ""
+        if key.lower() in ("auth", "authorization") and value.strip().lower() in _AUTH_METHODS:
+            return
         if _SECRET_KEY.search(key) or shapes.redact(value) != value:
             fix = (f"put it in an environment variable and name it in `{key}_env`"
                    if key != "url" else

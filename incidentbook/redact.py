@@ -120,7 +120,10 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"(?<![a-zA-Z0-9+.-])[a-zA-Z][a-zA-Z0-9+.-]{0,30}://[^/\s:@\"'<>]{0,256}:([^/\s\"'<>]{1,256})@"), 1, hints=("://",)),
     Rule("authorization_header", "TOKEN", re.compile(
         r"(?i)\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?"
-        r"(?:(?:bearer|basic|token|digest|negotiate|apikey|api-key|key|sso-key|splunk)\s+)?([^\s\"',;]{4,})"), 1, hints=("authorization",)),
+        r"(?:(?:bearer|basic|token|digest|negotiate|apikey|api-key|key|sso-key|splunk)\s+"
+        # without a scheme, an upper-case identifier is the name of the variable holding the
+        # value (`headers_env = {Authorization = "PROM_AUTH"}`), not the value itself
+        r"|(?-i:(?![A-Z][A-Z0-9_]{2,}(?:[\"'\s,;}]|$))))([^\s\"',;]{4,})"), 1, hints=("authorization",)),
     Rule("bearer_token", "TOKEN", re.compile(
         r"(?i)\b(?:bearer|basic)\s+((?=[A-Za-z0-9._~+/=-]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,})"), 1, hints=("bearer", "basic")),
     Rule("azure_key", "AZURE-KEY", re.compile(

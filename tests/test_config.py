@@ -77,8 +77,9 @@ def test_secrets_only_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
         ('[server]\nlab_url = "https://hub.example/?token=hunter2-in-file"\n', "lab_url_env"),
         ('[sources.prometheus]\nurl = "https://admin:hunter2-in-file@prom:9090"\n', "headers_env"),
         ('[agent]\nbase_url = "https://gw.example/AKIAIOSFODNN7EXAMPLE"\n', "base_url_env"),
+        ('[confluence]\nauth = "hunter2-in-file"\n', "auth_env"),
     ],
-    ids=["password", "token", "plugin-api-key", "token-in-url", "url-password", "key-shape"],
+    ids=["password", "token", "plugin-api-key", "token-in-url", "url-password", "key-shape", "auth-value"],
 )
 def test_a_secret_written_in_the_file_is_refused(tmp_path: Path, text: str, key: str) -> None:
     """A literal secret is refused at load, naming where it is and where it should go."""
@@ -88,6 +89,12 @@ def test_a_secret_written_in_the_file_is_refused(tmp_path: Path, text: str, key:
     msg = str(e.value)
     assert "environment variable" in msg and key in msg and "\n" not in msg
     assert "hunter2" not in msg and "AKIAIOSFODNN7EXAMPLE" not in msg  # the error does not repeat it
+
+
+def test_an_auth_method_is_not_a_secret(tmp_path: Path) -> None:
+    """`auth = "bearer"` names how to authenticate; only the token itself must stay out."""
+    (tmp_path / "incidentbook.toml").write_text('[confluence]\nauth = "bearer"\n')
+    assert load_config(start=tmp_path).confluence.auth == "bearer"
 
 
 def test_env_references_are_accepted_and_their_values_become_known(tmp_path: Path,

@@ -347,10 +347,8 @@ def check_template(where: str, query: str) -> None:
         raise MappingError(f"{where}: the query must group by $by (e.g. sum by ($by) (...)) so each result "
                            f"names its service")
     sample = render(query, 'service!=""', "service", ["m0"] * 10)
-    try:
-        from incidentbook.telemetry.promql.engine import parse
-    except ImportError:  # pragma: no cover - the engine ships with the package
-        return
+    from incidentbook.telemetry.promql.common import parse
+
     try:
         parse(sample)
     except Exception as e:  # noqa: BLE001 - any parse failure is the user's to fix

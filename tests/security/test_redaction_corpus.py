@@ -108,3 +108,14 @@ def test_colour_codes_do_not_split_a_secret_in_a_traceback() -> None:
     nb.cells = [cell]
     out = nbformat.writes(redact_notebook(nb, Redactor(personal=False)))
     assert "Db-pass-4-orders" not in out and "rejected" in out
+
+
+def test_the_name_of_a_header_variable_is_not_a_secret():
+    """`headers_env = {Authorization = "PROM_AUTH"}` names where the value lives; the runbook's
+    recorded parameters must keep the name, while a real header value is still hidden."""
+    from incidentbook.redact import Redactor
+
+    r = Redactor(personal=False, known={})
+    assert r.redact('{"Authorization": "PROM_AUTH"}') == '{"Authorization": "PROM_AUTH"}'
+    assert "s3cr3t-header-value" not in r.redact('{"Authorization": "s3cr3t-header-value"}')
+    assert "abcdEFGH1234xyz" not in r.redact("Authorization: Bearer abcdEFGH1234xyz")
