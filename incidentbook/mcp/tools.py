@@ -296,14 +296,24 @@ class McpTools:
 
     def _signals_coverage(self, call_id: str, args: SignalsCoverage) -> Result:
         tel = self.ctx.telemetry
-        lines = []
+        from incidentbook.telemetry import signals
+
+        lines: list[str] = []
+        per_service: list[str] = []  # after the overview, so a cut result keeps the overview
+        services = list(self.ctx.services) or sorted(self.ctx.topology)
         try:
-            import incidentbook.telemetry.signals as signals  # type: ignore[import-not-found]
-        except ImportError:
-            signals = None
-        if signals is None:
-            lines.append("signal catalogue: not available in this version, so per-signal coverage (requests, "
-                         "errors, latency, saturation…) cannot be judged; what telemetry there is follows")
+            disc = signals.discover(tel, services, self.ctx.window_start, self.ctx.window_end,
+                                    getattr(self.cfg, "signals", None) or None)
+            doc = signals.report(disc, services)
+        except Exception as e:  # noqa: BLE001 - a failed listing is reported, the rest still answers
+            per_service.append(f"signal catalogue: could not list the series ({type(e).__name__}: {e})")
+        else:
+            for svc in doc["services"]:
+                found = ", ".join(f"{k} ({v['dialect']}: {', '.join(v['metrics'][:2])})" for k, v in svc["signals"].items())
+                per_service.append(f"service {svc['service']}: {found or 'no readable signal'}"
+                                   + (f"; {len(svc['missing'])} signals missing" if svc["missing"] else ""))
+            if doc["note"]:
+                lines.append(doc["note"])
         for role in ("metrics", "logs", "events", "changes", "context"):
             lines.append(f"{role}: {'available' if tel.has(role) else 'missing'}")
         for st in tel.status():
@@ -322,7 +332,7 @@ class McpTools:
                 lines.append(f"bundle metrics: unreadable ({e})")
             lines.append(f"bundle services: {', '.join(getattr(bundle, 'services', []) or []) or 'unknown'}")
         lines.append(f"services in scope: {', '.join(self.ctx.services) or 'unknown'}")
-        return self._data(call_id, "signals-coverage", "\n".join(lines), "coverage")
+        return self._data(call_id, "signals-coverage", "\n".join(lines + per_service), "coverage")
 
     def _kubernetes_pods(self, call_id: str, args: KubernetesPods) -> Result:
         from incidentbook.agent.tools import summarise_rows
