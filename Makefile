@@ -23,7 +23,7 @@ system-deps:
 	@bash scripts/install-system-deps.sh
 
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 	INCIDENTBOOK_HOME=$$(mktemp -d) $(PY) -m pytest -q --nbmake runbooks/ templates/ -p no:cacheprovider
 
 test-fast: $(STAMP)

@@ -33,7 +33,9 @@ def work_the_incident(sh: Any) -> tuple[str, str]:
     s = get_session(sh)
     src = {pid: proposal_source(p) for pid, p in s.proposals.items()}
     assert set(src) == {"P1", "P1c", "P2", "P2c"}, src  # the simple investigator: H1 checkout, H2 payments
-    edited = src["P2"].replace("by (pod, code)", "by (code)")
+    # a person changes the query before running it (whatever the investigator wrote)
+    edited = src["P2"] + "\nprint('checked by hand')"
+    assert edited != src["P2"]
     ran = ["%investigate", src["P1"], edited]
     for cell in ran[1:]:
         assert not sh.run_cell(cell).error_in_exec
@@ -67,7 +69,7 @@ def test_ledger_and_report_of_a_live_session(bound: Any, home: Path) -> None:
     text = outputs_text(nb)
     assert "application/vnd.plotly.v1+json" in {k for c in code for o in c.outputs for k in o.get("data", {})}
     assert "4 proposals" in text and "67%" in text  # summary and the rates table
-    assert "-%promql sum by (pod, code)" in text and "+%promql sum by (code)" in text  # the edited diff
+    assert "+print('checked by hand')" in text  # the edited diff shows what the person added
     assert "payments error ratio flat" in text  # the refuted hypothesis and its reason
 
 
