@@ -658,6 +658,22 @@ class _Handler(socketserver.StreamRequestHandler):
         except RecursionError:
             answer = {"ok": False, "error": "message nested too deeply", "type": "BadInput", "exit_code": 2}
         self.wfile.write((json.dumps(answer, ensure_ascii=True) + "\n").encode())
+        self.wfile.flush()
+        self._drain()
+
+    def _drain(self, limit: int = 16 * MAX_MESSAGE) -> None:
+        """Read what the peer is still sending (an oversized message) before closing, bounded:
+        closing a socket with unread data resets it, and the peer would lose the answer."""
+        import socket as _socket
+
+        try:
+            self.request.shutdown(_socket.SHUT_WR)
+            self.request.settimeout(2.0)
+            seen = 0
+            while seen < limit and (chunk := self.request.recv(65536)):
+                seen += len(chunk)
+        except OSError:
+            pass
 
 
 class BrokerClient:
