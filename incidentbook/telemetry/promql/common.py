@@ -13,6 +13,7 @@ import promql_parser
 from incidentbook.errors import BadInput, UnsupportedQuery
 from incidentbook.telemetry.promql import durations
 from incidentbook.telemetry.promql.storage import Labels
+from incidentbook.telemetry.promql.text import code_chars
 from incidentbook.telemetry.promql.values import (
     Matrix,
     Scalar,
@@ -94,24 +95,12 @@ def _names_used(node: Any) -> set[str]:
 def _paren_depth(promql: str) -> int:
     """The deepest nesting of ( [ { outside string literals (checked before parsing)."""
     depth = best = 0
-    quote = ""
-    i = 0
-    while i < len(promql):
-        ch = promql[i]
-        if quote:
-            if ch == "\\" and quote != "`":
-                i += 2
-                continue
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'`":
-            quote = ch
-        elif ch in "([{":
+    for _, ch in code_chars(promql):
+        if ch in "([{":
             depth += 1
             best = max(best, depth)
         elif ch in ")]}":
             depth -= 1
-        i += 1
     return best
 
 

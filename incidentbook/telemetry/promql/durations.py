@@ -13,6 +13,7 @@ import math
 import re
 
 from incidentbook.errors import BadInput
+from incidentbook.telemetry.promql.text import code_chars
 
 FEATURE = "promql-duration-expr"
 
@@ -142,24 +143,14 @@ def _ms_literal(seconds: float, what: str, text: str) -> str:
 
 def _matching(text: str, i: int, open_ch: str, close_ch: str) -> int:
     """Index of the bracket closing the one at `i`, skipping string literals; -1 if none."""
-    depth, quote = 0, ""
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\" and quote != "`":
-                i += 2
-                continue
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'`":
-            quote = ch
-        elif ch == open_ch:
+    depth = 0
+    for j, ch in code_chars(text, i):
+        if ch == open_ch:
             depth += 1
         elif ch == close_ch:
             depth -= 1
             if depth == 0:
-                return i
-        i += 1
+                return j
     return -1
 
 

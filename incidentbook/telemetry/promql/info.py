@@ -20,6 +20,7 @@ from incidentbook.errors import BadInput
 from incidentbook.telemetry.promql.common import _MATCH_OPS, Value, _strip_parens
 from incidentbook.telemetry.promql.durations import _matching
 from incidentbook.telemetry.promql.storage import Labels, compile_regex
+from incidentbook.telemetry.promql.text import code_chars
 from incidentbook.telemetry.promql.values import Vector
 
 FEATURE = "promql-experimental-functions"
@@ -77,24 +78,14 @@ def _first_selector(node: Any, path: list[Any]) -> tuple[Any, list[Any]] | None:
 
 def _top_level_comma(text: str, start: int, end: int) -> int:
     """Index of the first `,` between `start` and `end` outside brackets and strings, or -1."""
-    depth, quote, k = 0, "", start
-    while k < end:
-        ch = text[k]
-        if quote:
-            if ch == "\\" and quote != "`":
-                k += 2
-                continue
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'`":
-            quote = ch
-        elif ch in "([{":
+    depth = 0
+    for k, ch in code_chars(text, start, end):
+        if ch in "([{":
             depth += 1
         elif ch in ")]}":
             depth -= 1
         elif ch == "," and depth == 0:
             return k
-        k += 1
     return -1
 
 
